@@ -1,0 +1,25 @@
+"""The ``ragkit`` application: every command registers here."""
+
+from __future__ import annotations
+
+import typer
+from ragkit.cli import ingest, query, status
+
+app = typer.Typer(
+    name="ragkit",
+    help="Ingest documents, index them (dense + sparse), query, evaluate and fine-tune retrieval.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+app.command("ingest")(ingest.ingest_command)
+app.command("query")(query.query_command)
+app.command("status")(status.status_command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""``ragkit query "text"``"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json
+from rich.table import Table
+
+from ragkit.errors import RagkitError
+
+
+def query_command(
+    text: Annotated[str, typer.Argument(help="What to search for.")],
+    workspace: WorkspaceOption = Path(".ragkit"),
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many hits.")] = 5,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="Metadata filter KEY OP VALUE, e.g. source=docs, format=pdf."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
+) -> None:
+    """Search the workspace and show the best-matching chunks."""
+    import ragkit
+
+    try:
+        kit = ragkit.open(workspace, create=False)
+        hits = kit.query(text, k=k, where=where)
+    except RagkitError as error:
+        exit_with(error)
+    if as_json:
+        print_json([asdict(hit) for hit in hits])
+        return
+    table = Table(title=f"{len(hits)} hits for {text!r}", header_style="bold", show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("source", overflow="fold", max_width=32)
+    table.add_column("section", overflow="fold", max_width=28)
+    table.add_column("text", overflow="fold")
+    for hit in hits:
+        snippet = " ".join(hit.text.split())
+        table.add_row(
+            str(hit.rank),
+            f"{hit.score:.3f}",
+            f"{hit.metadata.get('source', '')}/{hit.uri}",
+            " > ".join(hit.headings) or hit.title,
+            snippet[:300] + ("…" if len(snippet) > 300 else ""),
+        )
+    console.print(table)

@@ -1,0 +1,50 @@
+"""``ragkit status``"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json
+from rich.table import Table
+
+from ragkit.errors import RagkitError
+
+
+def status_command(
+    workspace: WorkspaceOption = Path(".ragkit"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print status as JSON.")] = False,
+) -> None:
+    """Show documents, chunks, collections, encoder and index sizes of a workspace."""
+    import ragkit
+
+    try:
+        info = ragkit.open(workspace, create=False).status()
+    except RagkitError as error:
+        exit_with(error)
+    if as_json:
+        print_json(info)
+        return
+    counts = info["counts"]
+    console.print(f"[bold]workspace[/] {info['workspace']}")
+    console.print(
+        f"{counts['documents']} documents · {counts['chunks']} chunks · {counts['files']} files "
+        f"· {counts['embeddings']} cached embeddings"
+    )
+    for name, root in info["sources"].items():
+        console.print(f"source [cyan]{name}[/] → {root}")
+    table = Table(title="collections", header_style="bold")
+    for column in ("name", "alias", "encoder", "dim", "index", "generation", "size"):
+        table.add_column(column)
+    for c in info["collections"]:
+        table.add_row(
+            c["name"],
+            ",".join(c["aliases"]),
+            f"{c['encoder']} ({c['fingerprint'][:10]})",
+            str(c["dim"]),
+            f"{c['backend']}/{c['index']}",
+            str(c["generation"]),
+            f"{c['index_bytes'] / 1e6:.1f} MB",
+        )
+    console.print(table)

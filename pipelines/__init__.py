@@ -1,0 +1,1 @@
+"""Jobs that compose the core: ingest (and later reindex, finetune, migrate, eval)."""

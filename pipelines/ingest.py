@@ -1,0 +1,381 @@
+"""Incremental ingest: walk sources, parse, chunk, embed what is new, commit in batches.
+
+Unchanged files are skipped on (size, mtime) and then on content hash without parsing; changed
+files replace only the documents that changed; files gone from a source leave store and index.
+Each batch commits store rows and a new index generation together (see ``ragkit.collection``),
+so killing the process at any point leaves the last committed state, and the next run finishes
+the work without duplicates — texts already embedded come from the cache, not the encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ragkit.connectors import LoadOptions, load_file
+from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
+
+from ragkit.chunking import doc_id_for
+from ragkit.collection import CollectionWriter
+from ragkit.config import SourceConfig
+from ragkit.documents import Chunk, Document
+from ragkit.errors import ConfigError, ConnectorError
+from ragkit.store import FileRecord
+from ragkit.workspace import Workspace
+
+__all__ = ["FileFailure", "IngestReport", "ingest"]
+
+ProgressCallback = Callable[[str, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailure:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    run_id: int = 0
+    files_seen: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    files_deleted: int = 0
+    files_failed: int = 0
+    documents_added: int = 0
+    documents_updated: int = 0
+    documents_deleted: int = 0
+    chunks_added: int = 0
+    chunks_deleted: int = 0
+    chunks_encoded: int = 0
+    chunks_from_cache: int = 0
+    commits: int = 0
+    seconds: float = 0.0
+    encode_seconds: float = 0.0
+    failures: list[FileFailure] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ingest(
+    workspace: Workspace,
+    paths: list[str],
+    *,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    follow_symlinks: bool = False,
+    load_options: LoadOptions | None = None,
+    commit_every: int = 4096,
+    wait: float = 0.0,
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Ingest ``paths`` (each a file or folder) or, when empty, every configured source."""
+    sources = _resolve_sources(workspace, paths, include, exclude, follow_symlinks)
+    workspace.lock.acquire(wait=wait)
+    store = workspace.store
+    run_id = store.start_run("ingest", os.getpid(), socket.gethostname())
+    try:
+        job = _IngestJob(workspace, run_id, load_options or LoadOptions(), commit_every, progress)
+        report = job.run(sources)
+        store.finish_run(run_id, "ok" if report.ok else "partial", report.to_dict(), None)
+        return report
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", {}, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        workspace.lock.release()
+
+
+def _resolve_sources(
+    workspace: Workspace,
+    paths: list[str],
+    include: list[str] | None,
+    exclude: list[str] | None,
+    follow_symlinks: bool,
+) -> list[SourceConfig]:
+    if not paths:
+        if not workspace.config.sources:
+            raise ConfigError(
+                f"{workspace.config_path}: no sources configured; run `ragkit ingest PATH` once"
+            )
+        return workspace.config.sources
+    known = {s.name: s for s in workspace.config.sources}
+    sources = []
+    for raw in paths:
+        name = os.path.normpath(raw)
+        source = SourceConfig(
+            path=str(Path(raw).resolve()),
+            name=name,
+            include=include or ["**/*"],
+            exclude=exclude or [],
+            follow_symlinks=follow_symlinks,
+        )
+        if known.get(name) != source:
+            workspace.config.sources = [s for s in workspace.config.sources if s.name != name]
+            workspace.config.sources.append(source)
+        sources.append(source)
+    workspace.config.save(workspace.config_path)
+    return sources
+
+
+def _document_hash(document: Document) -> str:
+    payload = json.dumps(
+        [
+            document.title,
+            document.format,
+            document.metadata,
+            [list(map(str, (b.text, b.headings, b.kind))) for b in document.blocks],
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
+
+
+@dataclass
+class _Batch:
+    """Changes waiting for one atomic commit."""
+
+    put_files: list[FileRecord] = field(default_factory=list)
+    delete_files: list[tuple[str, str]] = field(default_factory=list)
+    delete_docs: list[str] = field(default_factory=list)
+    put_docs: list[tuple[str, str, str, Document, str]] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.put_files or self.delete_files or self.delete_docs or self.put_docs)
+
+
+class _IngestJob:
+    def __init__(
+        self,
+        workspace: Workspace,
+        run_id: int,
+        load_options: LoadOptions,
+        commit_every: int,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.ws = workspace
+        self.store = workspace.store
+        self.options = load_options
+        self.commit_every = max(1, commit_every)
+        self.progress = progress or (lambda event, n: None)
+        self.report = IngestReport(run_id=run_id)
+        self.batch = _Batch()
+
+    def run(self, sources: list[SourceConfig]) -> IngestReport:
+        started = time.perf_counter()
+        encoder, chunker = self.ws.encoder, self.ws.chunker
+        self.collection = self.ws.ensure_collection()
+        self.writer = CollectionWriter(self.collection)
+        self.model_fp = encoder.fingerprint["id"]
+        if self.store.get_meta("chunking_fp") not in (None, chunker.fingerprint):
+            self._rechunk_all()
+        for source in sources:
+            self._ingest_source(source)
+        self._flush()
+        self.store.set_meta("chunking_fp", chunker.fingerprint)
+        if self.collection.record.chunking_fp != chunker.fingerprint:
+            self.store.set_collection(self.collection.name, chunking_fp=chunker.fingerprint)
+        self.report.seconds = time.perf_counter() - started
+        return self.report
+
+    # -- discovery --------------------------------------------------------------------------
+    def _ingest_source(self, source: SourceConfig) -> None:
+        root = Path(source.path)
+        if not root.exists():
+            # Never treat a vanished root as "every file deleted": that would empty the index.
+            self._fail(source.name, "source path does not exist; nothing was changed for it")
+            return
+        self.store.upsert_source(source.name, str(root), asdict(source))
+        known = self.store.files(source.name)
+        entries = list(
+            walk_files(
+                root,
+                include=source.include,
+                exclude=source.exclude,
+                follow_symlinks=source.follow_symlinks,
+            )
+        )
+        self.progress("files_total", len(entries))
+        seen: set[str] = set()
+        for entry in entries:
+            if isinstance(entry, WalkFailure):
+                self._fail(entry.path, entry.reason)
+                seen.add(_relative(entry.path, root))  # keep what an unreadable file had
+            else:
+                seen.add(entry.uri)
+                self._ingest_file(source.name, entry, known.get(entry.uri))
+            self.progress("file", 1)
+        for path in sorted(set(known) - seen):
+            self.report.files_deleted += 1
+            self.batch.delete_files.append((source.name, path))
+            self._delete_documents(self.store.documents_of_file(source.name, path))
+        self._maybe_flush()
+
+    def _ingest_file(self, source: str, entry: FileEntry, known: FileRecord | None) -> None:
+        self.report.files_seen += 1
+        if known and known.size == entry.size and known.mtime_ns == entry.mtime_ns:
+            self.report.files_unchanged += 1
+            return
+        try:
+            if entry.size > self.options.max_file_bytes:
+                raise ConnectorError(
+                    str(entry.path), f"file is larger than {self.options.max_file_bytes} bytes"
+                )
+            content_hash = _hash_file(entry.path)
+            record = FileRecord(
+                source, entry.uri, entry.size, entry.mtime_ns, content_hash, entry.format
+            )
+            if known and known.content_hash == content_hash:
+                self.report.files_unchanged += 1
+                self.batch.put_files.append(record)  # only the mtime moved
+                return
+            result = load_file(entry.path, uri=entry.uri, options=self.options)
+        except ConnectorError as exc:
+            self._fail(str(entry.path), exc.reason)
+            return
+        except OSError as exc:
+            self._fail(str(entry.path), f"cannot read: {exc.strerror or exc}")
+            return
+        self.report.problems.extend(f"{entry.path}: {p}" for p in result.problems)
+        if known:
+            self.report.files_changed += 1
+        else:
+            self.report.files_new += 1
+        self._stage_documents(source, entry.uri, result.documents)
+        self.batch.put_files.append(record)
+        self._maybe_flush()
+
+    def _stage_documents(self, source: str, file_path: str, documents: list[Document]) -> None:
+        existing = self.store.documents_of_file(source, file_path)
+        staged: set[str] = set()
+        for document in documents:
+            doc_id = doc_id_for(source, document.uri)
+            if doc_id in staged:
+                self.report.problems.append(
+                    f"{file_path}: duplicate document {document.uri!r} skipped"
+                )
+                continue
+            staged.add(doc_id)
+            content_hash = _document_hash(document)
+            if existing.get(doc_id) == content_hash:
+                continue
+            if doc_id in existing:
+                self.batch.delete_docs.append(doc_id)
+                self.report.documents_updated += 1
+            else:
+                self.report.documents_added += 1
+            self._stage_document(doc_id, source, file_path, document, content_hash)
+        self._delete_documents({d: h for d, h in existing.items() if d not in staged})
+
+    def _stage_document(
+        self, doc_id: str, source: str, file_path: str, document: Document, content_hash: str
+    ) -> None:
+        self.batch.put_docs.append((doc_id, source, file_path, document, content_hash))
+        self.batch.chunks.extend(self.ws.chunker.chunk(doc_id, document))
+
+    def _delete_documents(self, documents: dict[str, str]) -> None:
+        self.report.documents_deleted += len(documents)
+        self.batch.delete_docs.extend(documents)
+
+    def _rechunk_all(self) -> None:
+        """Chunking settings changed: re-chunk stored documents (no re-parsing, cached vectors)."""
+        rows = self.store._query("SELECT doc_id, source, file_path, content_hash FROM documents")
+        for doc_id, source, file_path, content_hash in rows:
+            self.batch.delete_docs.append(doc_id)
+            self._stage_document(
+                doc_id, source, file_path, self.store.load_document(doc_id), content_hash
+            )
+            self._maybe_flush()
+
+    def _fail(self, path: str, reason: str) -> None:
+        self.report.files_failed += 1
+        self.report.failures.append(FileFailure(path, reason))
+
+    # -- commit -----------------------------------------------------------------------------
+    def _maybe_flush(self) -> None:
+        if len(self.batch.chunks) >= self.commit_every:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self.batch = self.batch, _Batch()
+        if not batch:
+            return
+        vectors = self._vectors_for(batch.chunks)
+        try:
+            with self.store.transaction():
+                removed = np.array(
+                    self.store.chunk_ids_of_documents(batch.delete_docs), dtype=np.int64
+                )
+                self.store.delete_documents(batch.delete_docs)
+                for doc_id, source, file_path, document, content_hash in batch.put_docs:
+                    self.store.put_document(doc_id, source, file_path, document, content_hash)
+                new_ids = np.array(self.store.insert_chunks(batch.chunks), dtype=np.int64)
+                for record in batch.put_files:
+                    self.store.put_file(record)
+                for source, path in batch.delete_files:
+                    self.store.delete_file(source, path)
+                self.writer.apply(removed, new_ids, vectors)
+                self.writer.commit()
+        except BaseException:
+            self.writer.after_rollback()
+            raise
+        self.writer.after_commit()
+        self.report.chunks_added += len(batch.chunks)
+        self.report.chunks_deleted += len(removed)
+        self.report.commits += 1
+
+    def _vectors_for(self, chunks: list[Chunk]) -> np.ndarray:
+        encoder = self.ws.encoder
+        if not chunks:
+            return np.zeros((0, encoder.dim), dtype=np.float32)
+        hashes = [c.text_hash for c in chunks]
+        cached = self.store.cached_vectors(hashes, self.model_fp, encoder.dim)
+        todo: dict[str, str] = {}
+        for chunk in chunks:
+            if chunk.text_hash not in cached:
+                todo.setdefault(chunk.text_hash, chunk.embed_text)
+        self.report.chunks_from_cache += len(chunks) - sum(1 for c in chunks if c.text_hash in todo)
+        if todo:
+            started = time.perf_counter()
+            pending = list(todo.items())
+            step = max(encoder.batch_size * 8, 256)
+            for start in range(0, len(pending), step):
+                part = pending[start : start + step]
+                vectors = encoder.encode_documents([text for _, text in part])
+                # The cache commits on its own: a crash after this never re-encodes these texts.
+                self.store.cache_vectors([h for h, _ in part], self.model_fp, vectors)
+                cached.update(zip((h for h, _ in part), vectors, strict=True))
+                self.progress("chunks", len(part))
+            self.report.encode_seconds += time.perf_counter() - started
+            self.report.chunks_encoded += len(todo)
+        return np.stack([cached[h] for h in hashes])
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _relative(path: str, root: Path) -> str:
+    base = root if root.is_dir() else root.parent
+    return Path(os.path.relpath(path, base)).as_posix()

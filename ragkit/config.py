@@ -1,0 +1,152 @@
+"""Workspace configuration: ``ragkit.toml``, human-editable, loaded into plain dataclasses.
+
+Only values that differ from the defaults need to be written; unknown keys are refused so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import tomllib
+
+from ragkit.errors import ConfigError
+
+__all__ = [
+    "ChunkingConfig",
+    "EncoderConfig",
+    "IndexConfig",
+    "SourceConfig",
+    "WorkspaceConfig",
+]
+
+
+@dataclass(kw_only=True)
+class EncoderConfig:
+    """The dense encoder. ``model = "default"`` is all-MiniLM-L6-v2 shipped as a PyPI package."""
+
+    model: str = "default"
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    truncate_dim: int | None = None
+    max_seq_length: int | None = None
+    batch_size: int = 64
+    device: str | None = None
+
+
+@dataclass(kw_only=True)
+class ChunkingConfig:
+    """Token budget per chunk, measured with the encoder's own tokenizer.
+
+    ``max_tokens = 0`` means "the encoder's max_seq_length", so the whole chunk is always seen.
+    """
+
+    max_tokens: int = 0
+    overlap_tokens: int = 32
+    context_headers: bool = True
+
+
+@dataclass(kw_only=True)
+class IndexConfig:
+    """Dense index backend and type: ``flat`` (exact), ``hnsw``, or ``ivfpq`` (+ refine)."""
+
+    backend: str = "faiss"
+    kind: str = "flat"
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    ivf_nlist: int = 0
+    ivf_nprobe: int = 16
+    pq_m: int = 0
+    pq_bits: int = 8
+    refine: bool = True
+    refine_k_factor: int = 4
+
+
+@dataclass(kw_only=True)
+class SourceConfig:
+    """A directory (or single file) that ingest and reindex read."""
+
+    path: str
+    name: str = ""
+    include: list[str] = field(default_factory=lambda: ["**/*"])
+    exclude: list[str] = field(default_factory=list)
+    follow_symlinks: bool = False
+
+
+_SECTIONS = {"encoder": EncoderConfig, "chunking": ChunkingConfig, "index": IndexConfig}
+
+
+@dataclass(kw_only=True)
+class WorkspaceConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    sources: list[SourceConfig] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> WorkspaceConfig:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc}); fix or delete the file") from exc
+        return cls.from_dict(raw, origin=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, origin: str = "config") -> WorkspaceConfig:
+        unknown = set(raw) - {*_SECTIONS, "sources"}
+        if unknown:
+            raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}")
+        sections = {
+            name: _build(kind, raw.get(name, {}), origin, name) for name, kind in _SECTIONS.items()
+        }
+        sources = [_build(SourceConfig, s, origin, "sources") for s in raw.get("sources", [])]
+        return cls(**sections, sources=sources)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only non-default values, so the file stays short and readable."""
+        out: dict[str, Any] = {}
+        for name, kind in _SECTIONS.items():
+            values = _non_default(getattr(self, name), kind())
+            if values:
+                out[name] = values
+        if self.sources:
+            out["sources"] = [
+                {k: v for k, v in dataclasses.asdict(s).items() if v not in (None, "")}
+                for s in self.sources
+            ]
+        return out
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(tomli_w.dumps(self.to_dict()), encoding="utf-8")
+        tmp.replace(path)
+
+
+def _build(kind: type, values: Any, origin: str, section: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{origin}: [{section}] must be a table")
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(
+            f"{origin}: unknown key(s) {sorted(unknown)} in [{section}]; known: {sorted(names)}"
+        )
+    try:
+        return kind(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{origin}: [{section}]: {exc}") from exc
+
+
+def _non_default(value: Any, default: Any) -> dict[str, Any]:
+    return {
+        f.name: getattr(value, f.name)
+        for f in dataclasses.fields(value)
+        if getattr(value, f.name) != getattr(default, f.name) and getattr(value, f.name) is not None
+    }

@@ -1,0 +1,184 @@
+"""Dense encoder over sentence-transformers: prompts, Matryoshka truncation, GPU when present."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from ragkit.config import EncoderConfig
+from ragkit.encoders.fingerprint import fingerprint_model
+from ragkit.encoders.registry import KNOWN_PROMPTS, offline_if_local, resolve_model_path
+from ragkit.encoders.tokens import TokenCounter
+from ragkit.errors import ConfigError
+
+__all__ = ["DenseEncoder", "pick_device"]
+
+
+def pick_device(requested: str | None = None) -> str:
+    if requested:
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class DenseEncoder:
+    """Encodes queries and documents into L2-normalised float32 vectors (cosine = inner product).
+
+    Queries and documents may get different prompts (E5 "query: "/"passage: ", BGE's
+    instruction, EmbeddingGemma's task prompts); the prompts are part of the fingerprint.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        name: str,
+        query_prompt: str = "",
+        document_prompt: str = "",
+        truncate_dim: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.query_prompt = query_prompt
+        self.document_prompt = document_prompt
+        self.truncate_dim = truncate_dim
+        self.batch_size = batch_size
+        get_dim = getattr(model, "get_embedding_dimension", None) or (
+            model.get_sentence_embedding_dimension
+        )
+        full_dim = get_dim()
+        if truncate_dim is not None and not 0 < truncate_dim <= (full_dim or truncate_dim):
+            raise ConfigError(
+                f"encoder.truncate_dim={truncate_dim} is invalid for {name!r} "
+                f"(its dimension is {full_dim})"
+            )
+        self.dim: int = truncate_dim or full_dim
+        self.tokens = TokenCounter(model.tokenizer)
+
+    @classmethod
+    def load(cls, config: EncoderConfig) -> DenseEncoder:
+        from sentence_transformers import SentenceTransformer
+
+        path = resolve_model_path(config.model, kind="dense")
+        try:
+            with offline_if_local(path), _quiet_loading():
+                model = SentenceTransformer(path, device=pick_device(config.device))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot load the encoder {config.model!r}: {exc}. Give a local folder or a "
+                "sentence-transformers model name that is cached or reachable."
+            ) from exc
+        if config.max_seq_length:
+            model.max_seq_length = config.max_seq_length
+        return cls.from_model(model, name=config.model, config=config)
+
+    @classmethod
+    def from_model(
+        cls, model: Any, *, name: str, config: EncoderConfig | None = None
+    ) -> DenseEncoder:
+        """Wrap an already-built SentenceTransformer (tests, fine-tuned models in memory)."""
+        config = config or EncoderConfig(model=name)
+        query_prompt, document_prompt = _default_prompts(model, name)
+        return cls(
+            model,
+            name=name,
+            query_prompt=config.query_prompt if config.query_prompt is not None else query_prompt,
+            document_prompt=(
+                config.document_prompt if config.document_prompt is not None else document_prompt
+            ),
+            truncate_dim=config.truncate_dim,
+            batch_size=config.batch_size,
+        )
+
+    @property
+    def max_seq_length(self) -> int:
+        value = self.model.max_seq_length
+        # Static (bag-of-words) models have no limit; 512 keeps chunks a readable size.
+        return int(value) if value and math.isfinite(value) else 512
+
+    @cached_property
+    def fingerprint(self) -> dict[str, Any]:
+        modules = [
+            {"type": type(m).__name__, "config": _module_config(m)} for m in self.model.children()
+        ]
+        return fingerprint_model(
+            self.model,
+            {
+                "kind": "dense",
+                "modules": modules,
+                "query_prompt": self.query_prompt,
+                "document_prompt": self.document_prompt,
+                "dim": self.dim,
+                "max_seq_length": self.max_seq_length,
+                "normalized": True,
+            },
+        )
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.document_prompt)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prompt)
+
+    def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # sentence-transformers sorts by length inside encode(), so batches are padded little.
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            prompt=prompt or None,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.truncate_dim:
+            vectors = vectors[:, : self.truncate_dim]
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _module_config(module: Any) -> dict[str, Any]:
+    getter = getattr(module, "get_config_dict", None)
+    try:
+        return dict(getter()) if getter else {}
+    except Exception:  # a module that cannot describe itself still hashes by weights
+        return {}
+
+
+def _default_prompts(model: Any, name: str) -> tuple[str, str]:
+    prompts = getattr(model, "prompts", None) or {}
+    query = prompts.get("query")
+    document = prompts.get("document", prompts.get("passage", prompts.get("corpus")))
+    if query is None and document is None:
+        lowered = name.lower()
+        for marker, (q, d) in KNOWN_PROMPTS.items():
+            if marker in lowered:
+                return q, d
+    return query or "", document or ""
+
+
+class _quiet_loading:
+    """Silence transformers' per-load progress bar inside a CLI run, restoring it after."""
+
+    def __enter__(self) -> None:
+        try:
+            from transformers.utils import logging as hf_logging
+        except ImportError:  # pragma: no cover - transformers is a hard dependency
+            self._restore = None
+            return
+        self._restore = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._restore:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.enable_progress_bar()

@@ -1,0 +1,51 @@
+"""Count and locate tokens with the encoder's own tokenizer (HF fast tokenizer or `tokenizers`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["TokenCounter"]
+
+
+class TokenCounter:
+    """A thin adapter so chunking can measure text in the units the encoder truncates by."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._raw = hasattr(tokenizer, "encode_batch") and not hasattr(
+            tokenizer, "model_max_length"
+        )
+        self.special_tokens = self._count_special()
+
+    def _count_special(self) -> int:
+        if self._raw:
+            return len(self._tokenizer.encode("").ids)
+        return len(self._tokenizer("")["input_ids"])
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        if self._raw:
+            encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+            return [len(e.ids) for e in encodings]
+        ids = self._tokenizer(
+            list(texts),
+            add_special_tokens=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )["input_ids"]
+        return [len(i) for i in ids]
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of each token, for cutting a text that has no other boundary."""
+        if self._raw:
+            return [
+                tuple(span)
+                for span in self._tokenizer.encode(text, add_special_tokens=False).offsets
+            ]
+        out = self._tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        return [tuple(span) for span in out["offset_mapping"]]

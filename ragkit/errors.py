@@ -1,0 +1,62 @@
+"""One exception hierarchy: every error a user can see derives from :class:`RagkitError`.
+
+Messages say what happened, to which file/collection/value, and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConnectorError",
+    "EncoderMismatchError",
+    "IndexCorruptError",
+    "MissingDependencyError",
+    "RagkitError",
+    "WorkspaceError",
+    "WorkspaceLockedError",
+]
+
+
+class RagkitError(Exception):
+    """Base of every error ragkit raises on purpose."""
+
+
+class ConfigError(RagkitError):
+    """A configuration value is missing or invalid."""
+
+
+class WorkspaceError(RagkitError):
+    """The workspace on disk is missing, unreadable or inconsistent."""
+
+
+class WorkspaceLockedError(WorkspaceError):
+    """Another process holds the workspace's writer lock."""
+
+
+class ConnectorError(RagkitError):
+    """A source file could not be read or parsed; the batch goes on without it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class EncoderMismatchError(RagkitError):
+    """A query encoder does not match the encoder a collection was built with."""
+
+
+class IndexCorruptError(RagkitError):
+    """An index file on disk is missing or unreadable; it can be rebuilt from the store."""
+
+
+class MissingDependencyError(RagkitError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the package {package!r}, which is not installed. "
+            f"Install it with: pip install 'ragkit[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra

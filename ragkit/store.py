@@ -1,0 +1,444 @@
+"""The SQLite record of truth. Every index is derived from it and can be rebuilt from it.
+
+Vector ids in every index are ``chunks.id`` (AUTOINCREMENT, never reused), so an id in an old
+index generation can never point at a different chunk. Embeddings are cached per
+(text hash, encoder fingerprint): re-chunking, rebuilding or migrating never re-encodes a text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragkit.documents import Block, Chunk, Document
+from ragkit.errors import WorkspaceError
+
+__all__ = ["CollectionRecord", "FileRecord", "Store"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources(
+    name TEXT PRIMARY KEY, root TEXT NOT NULL, config_json TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS files(
+    source TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    content_hash TEXT NOT NULL, format TEXT NOT NULL, updated REAL NOT NULL,
+    PRIMARY KEY(source, path));
+CREATE TABLE IF NOT EXISTS documents(
+    doc_id TEXT PRIMARY KEY, source TEXT NOT NULL, file_path TEXT NOT NULL, uri TEXT NOT NULL,
+    title TEXT NOT NULL, format TEXT NOT NULL, content_hash TEXT NOT NULL,
+    metadata_json TEXT NOT NULL, blocks_json TEXT NOT NULL, updated REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS documents_by_file ON documents(source, file_path);
+CREATE TABLE IF NOT EXISTS chunks(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id TEXT NOT NULL UNIQUE,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL, text TEXT NOT NULL, context TEXT NOT NULL,
+    headings_json TEXT NOT NULL, text_hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id);
+CREATE TABLE IF NOT EXISTS embeddings(
+    text_hash TEXT NOT NULL, model_fp TEXT NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY(text_hash, model_fp)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS collections(
+    name TEXT PRIMARY KEY, model_fp TEXT NOT NULL, chunking_fp TEXT NOT NULL,
+    backend TEXT NOT NULL, dim INTEGER NOT NULL, state TEXT NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0, encoder_json TEXT NOT NULL,
+    index_json TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS aliases(alias TEXT PRIMARY KEY, collection TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs(
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, started REAL NOT NULL,
+    finished REAL, status TEXT NOT NULL, stats_json TEXT NOT NULL DEFAULT '{}', error TEXT,
+    pid INTEGER, host TEXT);
+CREATE TABLE IF NOT EXISTS checkpoints(
+    job TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(job, key));
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    source: str
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionRecord:
+    name: str
+    model_fp: str
+    chunking_fp: str
+    backend: str
+    dim: int
+    state: str
+    generation: int
+    encoder: dict[str, Any]
+    index: dict[str, Any]
+
+
+class Store:
+    """Thin typed access to ``store.sqlite``; writes happen inside :meth:`transaction`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed generation must survive power loss, since the previous index
+            # files are deleted right after the commit.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise WorkspaceError(
+                f"{path}: cannot open the store ({exc}). If the file is damaged, restore it "
+                "from a backup or delete the workspace and ingest again."
+            ) from exc
+        self._lock = threading.RLock()
+        self._in_tx = False
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) > SCHEMA_VERSION:
+            raise WorkspaceError(
+                f"{path} was written by a newer ragkit (schema {version}); upgrade ragkit"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic write; nested use joins the outer transaction."""
+        with self._lock:
+            if self._in_tx:
+                yield
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._in_tx = False
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            return cursor.fetchall()
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, params)
+
+    # -- meta and checkpoints ---------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._exec("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    def get_checkpoint(self, job: str, key: str) -> str | None:
+        rows = self._query("SELECT value FROM checkpoints WHERE job=? AND key=?", (job, key))
+        return rows[0][0] if rows else None
+
+    def set_checkpoint(self, job: str, key: str, value: str) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO checkpoints(job, key, value) VALUES(?, ?, ?)", (job, key, value)
+        )
+
+    # -- sources and files ------------------------------------------------------------------
+    def upsert_source(self, name: str, root: str, config: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO sources(name, root, config_json, created) VALUES(?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET root=excluded.root, config_json=excluded.config_json",
+            (name, root, json.dumps(config), time.time()),
+        )
+
+    def sources(self) -> dict[str, str]:
+        return {name: root for name, root in self._query("SELECT name, root FROM sources")}
+
+    def files(self, source: str) -> dict[str, FileRecord]:
+        rows = self._query(
+            "SELECT source, path, size, mtime_ns, content_hash, format FROM files WHERE source=?",
+            (source,),
+        )
+        return {row[1]: FileRecord(*row) for row in rows}
+
+    def put_file(self, record: FileRecord) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO files(source, path, size, mtime_ns, content_hash, format, "
+            "updated) VALUES(?, ?, ?, ?, ?, ?, ?)",
+            (*_file_values(record), time.time()),
+        )
+
+    def delete_file(self, source: str, path: str) -> None:
+        self._exec("DELETE FROM files WHERE source=? AND path=?", (source, path))
+
+    # -- documents and chunks ---------------------------------------------------------------
+    def documents_of_file(self, source: str, path: str) -> dict[str, str]:
+        """doc_id -> content_hash of every document a file produced."""
+        rows = self._query(
+            "SELECT doc_id, content_hash FROM documents WHERE source=? AND file_path=?",
+            (source, path),
+        )
+        return dict(rows)
+
+    def put_document(
+        self, doc_id: str, source: str, file_path: str, document: Document, content_hash: str
+    ) -> None:
+        blocks = [[b.text, list(b.headings), b.kind] for b in document.blocks]
+        self._exec(
+            "INSERT OR REPLACE INTO documents(doc_id, source, file_path, uri, title, format, "
+            "content_hash, metadata_json, blocks_json, updated) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            (
+                doc_id,
+                source,
+                file_path,
+                document.uri,
+                document.title,
+                document.format,
+                content_hash,
+                json.dumps(document.metadata, default=str),
+                json.dumps(blocks),
+                time.time(),
+            ),
+        )
+
+    def load_document(self, doc_id: str) -> Document:
+        rows = self._query(
+            "SELECT uri, title, format, metadata_json, blocks_json FROM documents WHERE doc_id=?",
+            (doc_id,),
+        )
+        uri, title, fmt, metadata, blocks = rows[0]
+        return Document(
+            uri=uri,
+            title=title,
+            format=fmt,
+            metadata=json.loads(metadata),
+            blocks=[
+                Block(text, tuple(headings), kind) for text, headings, kind in json.loads(blocks)
+            ],
+        )
+
+    def doc_ids(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT doc_id FROM documents ORDER BY doc_id")]
+
+    def chunk_ids_of_documents(self, doc_ids: Iterable[str]) -> list[int]:
+        out: list[int] = []
+        for batch in _batched(list(doc_ids), 500):
+            marks = ",".join("?" * len(batch))
+            out.extend(
+                row[0]
+                for row in self._query(f"SELECT id FROM chunks WHERE doc_id IN ({marks})", batch)
+            )
+        return out
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> None:
+        for batch in _batched(list(doc_ids), 500):
+            marks = ",".join("?" * len(batch))
+            self._exec(f"DELETE FROM documents WHERE doc_id IN ({marks})", batch)
+
+    def insert_chunks(self, chunks: Sequence[Chunk]) -> list[int]:
+        ids = []
+        for chunk in chunks:
+            cursor = self._exec(
+                "INSERT INTO chunks(chunk_id, doc_id, ordinal, text, context, headings_json, "
+                "text_hash) VALUES(?,?,?,?,?,?,?)",
+                (
+                    chunk.chunk_id,
+                    chunk.doc_id,
+                    chunk.ordinal,
+                    chunk.text,
+                    chunk.context,
+                    json.dumps(list(chunk.headings)),
+                    chunk.text_hash,
+                ),
+            )
+            ids.append(int(cursor.lastrowid))
+        return ids
+
+    def chunk_rows(self, ids: Sequence[int]) -> dict[int, sqlite3.Row]:
+        """Chunks joined with their documents, for building hits."""
+        out: dict[int, sqlite3.Row] = {}
+        with self._lock:
+            self._db.row_factory = sqlite3.Row
+            try:
+                for batch in _batched([int(i) for i in ids], 500):
+                    marks = ",".join("?" * len(batch))
+                    rows = self._db.execute(
+                        "SELECT c.id, c.chunk_id, c.doc_id, c.text, c.headings_json, d.uri,"
+                        " d.title, d.source, d.format, d.metadata_json FROM chunks c JOIN documents d"
+                        f" ON d.doc_id = c.doc_id WHERE c.id IN ({marks})",
+                        batch,
+                    ).fetchall()
+                    out.update({row["id"]: row for row in rows})
+            finally:
+                self._db.row_factory = None
+        return out
+
+    def all_chunk_ids(self) -> np.ndarray:
+        rows = self._query("SELECT id FROM chunks ORDER BY id")
+        return np.array([row[0] for row in rows], dtype=np.int64)
+
+    def chunk_ids_where(self, where_sql: str, params: Sequence[Any]) -> np.ndarray:
+        rows = self._query(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.doc_id = c.doc_id WHERE {where_sql}",
+            params,
+        )
+        return np.array([row[0] for row in rows], dtype=np.int64)
+
+    def chunk_hashes(self) -> list[tuple[int, str, str]]:
+        """(id, text_hash, embed text) of every chunk, for rebuilding an index."""
+        rows = self._query(
+            "SELECT id, text_hash, CASE WHEN context = '' THEN text "
+            "ELSE context || char(10) || char(10) || text END FROM chunks ORDER BY id"
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        tables = ("sources", "files", "documents", "chunks", "embeddings")
+        return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}
+
+    # -- embedding cache --------------------------------------------------------------------
+    def cached_vectors(
+        self, hashes: Sequence[str], model_fp: str, dim: int
+    ) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for batch in _batched(list(dict.fromkeys(hashes)), 500):
+            marks = ",".join("?" * len(batch))
+            rows = self._query(
+                "SELECT text_hash, vector FROM embeddings"
+                f" WHERE model_fp=? AND text_hash IN ({marks})",
+                (model_fp, *batch),
+            )
+            for text_hash, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape[0] == dim:
+                    out[text_hash] = vector
+        return out
+
+    def cache_vectors(self, hashes: Sequence[str], model_fp: str, vectors: np.ndarray) -> None:
+        rows = [
+            (h, model_fp, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+            for h, v in zip(hashes, vectors, strict=True)
+        ]
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO embeddings(text_hash, model_fp, vector) VALUES(?,?,?)", rows
+            )
+
+    # -- collections and aliases ------------------------------------------------------------
+    def put_collection(self, record: CollectionRecord) -> None:
+        now = time.time()
+        self._exec(
+            "INSERT INTO collections(name, model_fp, chunking_fp, backend, dim, state, generation,"
+            " encoder_json, index_json, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.name,
+                record.model_fp,
+                record.chunking_fp,
+                record.backend,
+                record.dim,
+                record.state,
+                record.generation,
+                json.dumps(record.encoder, default=str),
+                json.dumps(record.index),
+                now,
+                now,
+            ),
+        )
+
+    def collection(self, name: str) -> CollectionRecord | None:
+        rows = self._query(
+            "SELECT name, model_fp, chunking_fp, backend, dim, state, generation, encoder_json,"
+            " index_json FROM collections WHERE name=?",
+            (name,),
+        )
+        if not rows:
+            return None
+        *head, encoder, index = rows[0]
+        return CollectionRecord(*head, encoder=json.loads(encoder), index=json.loads(index))
+
+    def collections(self) -> list[CollectionRecord]:
+        names = [row[0] for row in self._query("SELECT name FROM collections ORDER BY created")]
+        return [record for name in names if (record := self.collection(name))]
+
+    def set_collection(self, name: str, **fields: Any) -> None:
+        allowed = {"state", "generation", "chunking_fp"}
+        if not set(fields) <= allowed:
+            raise ValueError(f"cannot set {sorted(set(fields) - allowed)} on a collection")
+        assignments = ", ".join(f"{key}=?" for key in fields)
+        self._exec(
+            f"UPDATE collections SET {assignments}, updated=? WHERE name=?",
+            (*fields.values(), time.time(), name),
+        )
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO aliases(alias, collection) VALUES(?, ?)", (alias, collection)
+        )
+
+    def resolve_alias(self, alias: str) -> str | None:
+        rows = self._query("SELECT collection FROM aliases WHERE alias=?", (alias,))
+        return rows[0][0] if rows else None
+
+    # -- runs -------------------------------------------------------------------------------
+    def start_run(self, kind: str, pid: int, host: str) -> int:
+        cursor = self._exec(
+            "INSERT INTO runs(kind, started, status, pid, host) VALUES(?, ?, 'running', ?, ?)",
+            (kind, time.time(), pid, host),
+        )
+        return int(cursor.lastrowid)
+
+    def finish_run(
+        self, run_id: int, status: str, stats: dict[str, Any], error: str | None
+    ) -> None:
+        self._exec(
+            "UPDATE runs SET finished=?, status=?, stats_json=?, error=? WHERE run_id=?",
+            (time.time(), status, json.dumps(stats, default=str), error, run_id),
+        )
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT run_id, kind, started, finished, status, stats_json, error FROM runs "
+            "ORDER BY run_id DESC LIMIT ?",
+            (limit,),
+        )
+        keys = ("run_id", "kind", "started", "finished", "status", "stats", "error")
+        return [
+            dict(zip(keys, (*row[:5], json.loads(row[5]), row[6]), strict=True)) for row in rows
+        ]
+
+
+def _file_values(record: FileRecord) -> tuple[Any, ...]:
+    return (
+        record.source,
+        record.path,
+        record.size,
+        record.mtime_ns,
+        record.content_hash,
+        record.format,
+    )
+
+
+def _batched(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,195 @@
+"""Shared fixtures: one tiny in-process encoder per session, so the suite runs offline in minutes.
+
+The encoder is a sentence-transformers ``StaticEmbedding`` over a small ``WordLevel`` vocabulary
+with seeded random vectors: a text's embedding is the mean of its words' vectors, so texts that
+share words are close — enough for retrieval tests to assert real rankings.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_CORPUS = REPO / "examples" / "sample-corpus"
+DEBIAN = REPO.parent / "shared" / "datasets" / "debian-packages"
+
+BASE_WORDS = [
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "in",
+    "on",
+    "for",
+    "and",
+    "or",
+    "is",
+    "are",
+    "was",
+    "be",
+    "with",
+    "by",
+    "as",
+    "at",
+    "from",
+    "this",
+    "that",
+    "it",
+    "its",
+    "not",
+    "no",
+    "backup",
+    "backups",
+    "restore",
+    "snapshot",
+    "snapshots",
+    "disk",
+    "disks",
+    "storage",
+    "zfs",
+    "pool",
+    "raid",
+    "sqlite",
+    "database",
+    "wal",
+    "index",
+    "indexes",
+    "vacuum",
+    "query",
+    "queries",
+    "table",
+    "git",
+    "rebase",
+    "merge",
+    "commit",
+    "branch",
+    "bisect",
+    "hook",
+    "hooks",
+    "shell",
+    "find",
+    "xargs",
+    "permissions",
+    "chmod",
+    "network",
+    "dns",
+    "dhcp",
+    "subnet",
+    "router",
+    "ssh",
+    "key",
+    "keys",
+    "agent",
+    "config",
+    "systemd",
+    "unit",
+    "timer",
+    "cron",
+    "docker",
+    "container",
+    "image",
+    "python",
+    "package",
+    "wheel",
+    "venv",
+    "monitoring",
+    "alert",
+    "prometheus",
+    "certificate",
+    "tls",
+    "encryption",
+    "password",
+    "manager",
+    "raspberry",
+    "pi",
+    "linux",
+    "server",
+    "cat",
+    "dog",
+    "fish",
+    "bird",
+    "apple",
+    "banana",
+    "cherry",
+    "grape",
+    "lemon",
+    "orange",
+    "pear",
+    "plum",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "black",
+    "white",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+]
+
+
+def corpus_words() -> list[str]:
+    words = dict.fromkeys(BASE_WORDS)
+    if SAMPLE_CORPUS.exists():
+        for path in sorted(SAMPLE_CORPUS.rglob("*")):
+            if path.suffix in {".md", ".txt", ".html", ".csv"}:
+                text = path.read_text(encoding="utf-8", errors="ignore").lower()
+                words.update(dict.fromkeys(re.findall(r"[a-z0-9]+", text)))
+    return list(words)
+
+
+def build_tiny_model(dim: int = 64, seed: int = 0):  # type: ignore[no-untyped-def]
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import StaticEmbedding
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
+
+    vocab = {"[UNK]": 0, "[PAD]": 1}
+    for word in corpus_words():
+        vocab.setdefault(word, len(vocab))
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    torch.manual_seed(seed)
+    static = StaticEmbedding(tokenizer, embedding_dim=dim)
+    model = SentenceTransformer(modules=[static], device="cpu")
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model():  # type: ignore[no-untyped-def]
+    return build_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_model):  # type: ignore[no-untyped-def]
+    from ragkit.encoders import DenseEncoder
+
+    return DenseEncoder.from_model(tiny_model, name="tiny-static")
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_encoder):  # type: ignore[no-untyped-def]
+    import ragkit
+
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    yield kit
+    kit.close()

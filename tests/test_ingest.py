@@ -1,0 +1,201 @@
+"""Ingest end to end on real files, the real store and a real FAISS index (tiny encoder)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ragkit
+from ragkit.config import ChunkingConfig
+from ragkit.encoders import DenseEncoder
+from ragkit.errors import EncoderMismatchError, WorkspaceError, WorkspaceLockedError
+from ragkit.lock import WorkspaceLock
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    write(
+        root / "pets.md",
+        "# Pets\n\n## Cats\n\nthe cat sat on the red apple\n\n## Dogs\n\nthe dog ate a green pear\n",
+    )
+    write(root / "fruit.txt", "banana cherry grape lemon orange\n\nplum and yellow lemon\n")
+    write(root / "sub" / "net.md", "# Network\n\ndns dhcp subnet router\n")
+    return root
+
+
+def index_ids(kit: ragkit.Workspace) -> set[int]:
+    collection = kit.collection()
+    assert collection is not None
+    return set(collection.load_dense().ids().tolist())
+
+
+def store_ids(kit: ragkit.Workspace) -> set[int]:
+    return set(kit.store.all_chunk_ids().tolist())
+
+
+def test_ingest_then_query_finds_the_right_section(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    report = workspace.ingest(docs)
+    assert (report.files_new, report.files_failed, report.documents_added) == (3, 0, 3)
+    assert report.chunks_added == report.chunks_encoded == 4
+    hits = workspace.query("dog pear", k=2)
+    assert hits[0].uri == "pets.md" and hits[0].headings == ("Pets", "Dogs")
+    assert hits[0].text == "the dog ate a green pear"
+    assert hits[0].metadata["source"] == os.path.normpath(str(docs))
+    assert store_ids(workspace) == index_ids(workspace)
+
+
+def test_unchanged_files_are_skipped_without_encoding(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    workspace.ingest(docs)
+    again = workspace.ingest(docs)
+    assert (again.files_unchanged, again.chunks_encoded, again.chunks_added) == (3, 0, 0)
+    assert again.commits == 0
+    # touching a file (same bytes, new mtime) is still no work
+    os.utime(docs / "fruit.txt", ns=(time.time_ns(), time.time_ns() + 10**9))
+    touched = workspace.ingest(docs)
+    assert (touched.files_unchanged, touched.chunks_encoded, touched.chunks_added) == (3, 0, 0)
+
+
+def test_changed_file_replaces_only_its_chunks(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    workspace.ingest(docs)
+    before = store_ids(workspace)
+    write(
+        docs / "pets.md",
+        "# Pets\n\n## Cats\n\nthe cat sat on the red apple\n\n## Fish\n\nthe fish swam\n",
+    )
+    report = workspace.ingest(docs)
+    assert (report.files_changed, report.documents_updated) == (1, 1)
+    assert report.chunks_encoded == 1  # the Cats chunk comes from the cache
+    assert report.chunks_from_cache == 1
+    after = store_ids(workspace)
+    assert len(after) == len(before) and after != before
+    assert after == index_ids(workspace)
+    assert workspace.query("fish swam", k=1)[0].headings == ("Pets", "Fish")
+    assert all("dog" not in h.text for h in workspace.query("dog pear", k=10))
+
+
+def test_deleted_file_leaves_store_and_index(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    workspace.ingest(docs)
+    (docs / "sub" / "net.md").unlink()
+    report = workspace.ingest(docs)
+    assert (report.files_deleted, report.documents_deleted, report.chunks_deleted) == (1, 1, 1)
+    assert all(h.uri != "sub/net.md" for h in workspace.query("dns router", k=10))
+    assert store_ids(workspace) == index_ids(workspace)
+    assert workspace.store.counts()["files"] == 2
+
+
+def test_deletion_is_scoped_to_its_source(workspace, docs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    other = tmp_path / "other"
+    write(other / "x.txt", "alpha beta gamma")
+    workspace.ingest(docs)
+    workspace.ingest(other)
+    assert workspace.store.counts()["documents"] == 4
+    workspace.ingest(docs)  # only docs/ is walked: other/ must not be touched
+    assert workspace.store.counts()["documents"] == 4
+    workspace.ingest()  # no paths: every configured source
+    assert {s.name for s in workspace.config.sources} == {
+        os.path.normpath(str(docs)),
+        os.path.normpath(str(other)),
+    }
+
+
+def test_missing_source_root_deletes_nothing(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    workspace.ingest(docs)
+    moved = docs.with_name("moved")
+    docs.rename(moved)
+    report = workspace.ingest(docs)
+    assert report.files_deleted == 0 and not report.ok
+    assert "does not exist" in report.failures[0].reason
+    assert workspace.store.counts()["documents"] == 3
+
+
+def test_bad_files_are_listed_and_the_rest_ingested(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "binary.txt").write_bytes(b"\x00\x01\x02" * 100)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
+    (docs / "image.xyz").write_bytes(b"??")
+    report = workspace.ingest(docs)
+    assert report.files_new == 3
+    failed = {Path(f.path).name: f.reason for f in report.failures}
+    assert set(failed) == {"empty.txt", "binary.txt", "broken.pdf", "image.xyz"}
+    assert "binary" in failed["binary.txt"]
+    assert report.files_failed == 4
+
+
+def test_a_file_that_turns_bad_keeps_its_last_good_version(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    workspace.ingest(docs)
+    (docs / "fruit.txt").write_bytes(b"\x00\x00\x00 now binary")
+    report = workspace.ingest(docs)
+    assert report.files_failed == 1 and report.documents_deleted == 0
+    assert workspace.query("banana cherry", k=1)[0].uri == "fruit.txt"
+
+
+def test_rechunking_reuses_cached_vectors(tmp_path, tiny_encoder, docs) -> None:  # type: ignore[no-untyped-def]
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit.ingest(docs)
+    kit.close()
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit.config.chunking = ChunkingConfig(max_tokens=400, context_headers=True, overlap_tokens=8)
+    report = kit.ingest()
+    assert report.chunks_encoded == 0 and report.chunks_from_cache == 4
+    assert store_ids(kit) == index_ids(kit)
+    kit.close()
+
+
+def test_query_with_another_encoder_is_refused(workspace, docs, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from sentence_transformers import SentenceTransformer  # noqa: F401 - model class in use
+
+    workspace.ingest(docs)
+    other = DenseEncoder.from_model(tiny_model, name="tiny-static")
+    other.query_prompt = "query: "  # same weights, different prompt → different fingerprint
+    other.__dict__.pop("fingerprint", None)
+    kit = ragkit.open(workspace.root, encoder=other)
+    with pytest.raises(EncoderMismatchError, match="fingerprint"):
+        kit.query("cat")
+    with pytest.raises(EncoderMismatchError, match="tiny-static"):
+        kit.ingest(docs)
+
+
+def test_filters_restrict_hits_and_still_fill_k(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    workspace.ingest(docs)
+    hits = workspace.query("the cat", k=5, where="uri=sub/*")
+    assert [h.uri for h in hits] == ["sub/net.md"]
+    hits = workspace.query("the cat", k=5, where=["format=txt"])
+    assert {h.uri for h in hits} == {"fruit.txt"} and len(hits) == 1
+    assert workspace.query("cat", k=5, where={"format": "pdf"}) == []
+
+
+def test_second_writer_is_refused_and_lock_is_taken_over_after_death(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    holder = WorkspaceLock(workspace.root / "write.lock")
+    holder.acquire()
+    try:
+        with pytest.raises(WorkspaceLockedError, match=f"pid {os.getpid()}"):
+            workspace.ingest(docs)
+    finally:
+        holder.release()
+    assert workspace.ingest(docs).files_new == 3
+
+
+def test_open_without_create_names_the_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(WorkspaceError, match="no ragkit workspace"):
+        ragkit.open(tmp_path / "nowhere", create=False)
+
+
+def test_queries_in_batch_match_single_queries(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    workspace.ingest(docs)
+    batch = workspace.query_many(["dog pear", "dns router"], k=2)
+    singles = [workspace.query(q, k=2) for q in ["dog pear", "dns router"]]
+    assert [[h.chunk_id for h in hits] for hits in batch] == [
+        [h.chunk_id for h in hits] for hits in singles
+    ]
+    assert np.isclose(batch[0][0].score, singles[0][0].score)
