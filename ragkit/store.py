@@ -285,8 +285,8 @@ class Store:
                     marks = ",".join("?" * len(batch))
                     rows = self._db.execute(
                         "SELECT c.id, c.chunk_id, c.doc_id, c.text, c.headings_json, d.uri,"
-                        " d.title, d.source, d.format, d.metadata_json FROM chunks c JOIN documents d"
-                        f" ON d.doc_id = c.doc_id WHERE c.id IN ({marks})",
+                        " d.title, d.source, d.format, d.metadata_json FROM chunks c"
+                        f" JOIN documents d ON d.doc_id = c.doc_id WHERE c.id IN ({marks})",
                         batch,
                     ).fetchall()
                     out.update({row["id"]: row for row in rows})
