@@ -42,5 +42,5 @@ def print_json(data: Any) -> None:
 def exit_with(error: RagkitError) -> NoReturn:
     from ragkit.errors import WorkspaceLockedError
 
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_LOCKED if isinstance(error, WorkspaceLockedError) else EXIT_ERROR)
