@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import typer
+
+from ragkit.cli import eval as eval_cli
 from ragkit.cli import ingest, query, status
 
 app = typer.Typer(
@@ -15,6 +17,7 @@ app = typer.Typer(
 app.command("ingest")(ingest.ingest_command)
 app.command("query")(query.query_command)
 app.command("status")(status.status_command)
+app.command("eval")(eval_cli.eval_command)
 
 
 def main() -> None:

@@ -6,14 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from ragkit.cli._common import (
-    EXIT_PARTIAL,
-    WorkspaceOption,
-    console,
-    err_console,
-    exit_with,
-    print_json,
-)
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,6 +15,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ragkit.cli._common import (
+    EXIT_PARTIAL,
+    WorkspaceOption,
+    console,
+    err_console,
+    exit_with,
+    print_json,
+)
 from ragkit.errors import RagkitError
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json
 from rich.table import Table
 
+from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json
 from ragkit.errors import RagkitError
 
 

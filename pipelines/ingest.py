@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ragkit.connectors import LoadOptions, load_file
-from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
 
 from ragkit.chunking import doc_id_for
 from ragkit.collection import CollectionWriter
 from ragkit.config import SourceConfig
+from ragkit.connectors import LoadOptions, load_file
+from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
 from ragkit.documents import Chunk, Document
 from ragkit.errors import ConfigError, ConnectorError
 from ragkit.store import FileRecord
@@ -282,6 +282,9 @@ class _IngestJob:
             else:
                 self.report.documents_added += 1
             self._stage_document(doc_id, source, file_path, document, content_hash)
+            # Safe mid-file: the file record is written last, so after a crash the file is read
+            # again and the documents committed so far are skipped by their content hash.
+            self._maybe_flush()
         self._delete_documents({d: h for d, h in existing.items() if d not in staged})
 
     def _stage_document(

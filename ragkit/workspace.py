@@ -19,7 +19,7 @@ from ragkit.config import WorkspaceConfig
 from ragkit.documents import Hit
 from ragkit.encoders.dense import DenseEncoder
 from ragkit.encoders.fingerprint import hash_text
-from ragkit.errors import EncoderMismatchError, WorkspaceError
+from ragkit.errors import ConfigError, EncoderMismatchError, WorkspaceError
 from ragkit.lock import WorkspaceLock
 from ragkit.retrieval.filters import filters_sql, parse_filters
 from ragkit.store import CollectionRecord, Store
@@ -134,9 +134,10 @@ class Workspace:
         *,
         k: int = 10,
         where: str | list[str] | dict[str, Any] | None = None,
+        mode: str | None = None,
         alias: str = DEFAULT_ALIAS,
     ) -> list[Hit]:
-        return self.query_many([text], k=k, where=where, alias=alias)[0]
+        return self.query_many([text], k=k, where=where, mode=mode, alias=alias)[0]
 
     def query_many(
         self,
@@ -144,8 +145,12 @@ class Workspace:
         *,
         k: int = 10,
         where: str | list[str] | dict[str, Any] | None = None,
+        mode: str | None = None,
         alias: str = DEFAULT_ALIAS,
     ) -> list[list[Hit]]:
+        modes = self.available_modes()
+        if mode is not None and mode not in modes:
+            raise ConfigError(f"query mode {mode!r} is not available here; use one of {modes}")
         collection = self._collection_for_query(alias)
         index = self._reader(collection)
         allowed = None
@@ -161,6 +166,9 @@ class Workspace:
             _hits(row_scores, row_ids, rows)
             for row_scores, row_ids in zip(scores, ids, strict=True)
         ]
+
+    def available_modes(self) -> list[str]:
+        return ["dense"]
 
     def _collection_for_query(self, alias: str) -> Collection:
         collection = self.collection(alias)

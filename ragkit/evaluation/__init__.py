@@ -10,7 +10,13 @@
 
 from __future__ import annotations
 
-from ragkit.evaluation.beir import BeirDataset, available_splits, load_beir, load_qrels
+from ragkit.evaluation.beir import (
+    BeirDataset,
+    available_splits,
+    load_beir,
+    load_qrels,
+    read_queries,
+)
 from ragkit.evaluation.metrics import (
     DEFAULT_METRICS,
     EvalResult,
@@ -33,6 +39,7 @@ __all__ = [
     "hits_to_run",
     "load_beir",
     "load_qrels",
+    "read_queries",
     "read_trec_run",
     "write_trec_run",
 ]

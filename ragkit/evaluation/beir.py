@@ -16,7 +16,7 @@ from typing import Any
 
 from ragkit.errors import ConnectorError
 
-__all__ = ["BeirDataset", "available_splits", "load_beir", "load_qrels"]
+__all__ = ["BeirDataset", "available_splits", "load_beir", "load_qrels", "read_queries"]
 
 _HEADER = ("query-id", "corpus-id", "score")
 
@@ -157,6 +157,15 @@ def _read_corpus(path: Path) -> dict[str, dict[str, str]]:
             "text": _text_field(path, number, record, "text"),
         }
     return corpus
+
+
+def read_queries(path: str | Path) -> dict[str, str]:
+    """All queries of a jsonl file (``_id``, ``text``), for evaluating a user's own workspace."""
+    path = Path(path)
+    return {
+        _record_id(path, number, record): _text_field(path, number, record, "text")
+        for number, record in _json_lines(path)
+    }
 
 
 def _read_queries(path: Path, *, split: str, judged: dict[str, Any]) -> dict[str, str]:
