@@ -21,6 +21,18 @@ def query_command(
         list[str] | None,
         typer.Option("--where", help="Metadata filter KEY OP VALUE, e.g. source=docs, format=pdf."),
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            "-m",
+            help="dense, sparse or hybrid (default: hybrid when a sparse channel exists).",
+        ),
+    ] = None,
+    rerank: Annotated[
+        str | None,
+        typer.Option(help="Re-rank the top hits with this cross-encoder (name or path)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
 ) -> None:
     """Search the workspace and show the best-matching chunks."""
@@ -28,7 +40,7 @@ def query_command(
 
     try:
         kit = ragkit.open(workspace, create=False)
-        hits = kit.query(text, k=k, where=where)
+        hits = kit.query(text, k=k, where=where, mode=mode, rerank=rerank)
     except RagkitError as error:
         exit_with(error)
     if as_json:
@@ -37,7 +49,7 @@ def query_command(
     table = Table(title=f"{len(hits)} hits for {text!r}", header_style="bold", show_lines=True)
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
-    table.add_column("source", overflow="fold", max_width=32)
+    table.add_column("document", overflow="fold", max_width=30)
     table.add_column("section", overflow="fold", max_width=28)
     table.add_column("text", overflow="fold")
     for hit in hits:
@@ -45,8 +57,8 @@ def query_command(
         table.add_row(
             str(hit.rank),
             f"{hit.score:.3f}",
-            f"{hit.metadata.get('source', '')}/{hit.uri}",
+            hit.uri,
             " > ".join(hit.headings) or hit.title,
-            snippet[:300] + ("…" if len(snippet) > 300 else ""),
+            snippet[:240] + ("…" if len(snippet) > 240 else ""),
         )
     console.print(table)

@@ -35,7 +35,7 @@ def status_command(
     for name, root in info["sources"].items():
         console.print(f"source [cyan]{name}[/] → {root}")
     table = Table(title="collections", header_style="bold")
-    for column in ("name", "alias", "encoder", "dim", "index", "generation", "size"):
+    for column in ("name", "alias", "encoder", "dim", "index", "sparse", "generation", "size"):
         table.add_column(column)
     for c in info["collections"]:
         table.add_row(
@@ -44,6 +44,7 @@ def status_command(
             f"{c['encoder']} ({c['fingerprint'][:10]})",
             str(c["dim"]),
             f"{c['backend']}/{c['index']}",
+            c["sparse"] or "-",
             str(c["generation"]),
             f"{c['index_bytes'] / 1e6:.1f} MB",
         )

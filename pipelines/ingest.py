@@ -182,7 +182,8 @@ class _IngestJob:
         started = time.perf_counter()
         encoder, chunker = self.ws.encoder, self.ws.chunker
         self.collection = self.ws.ensure_collection()
-        self.writer = CollectionWriter(self.collection)
+        self.channel = self.ws.sparse_channel
+        self.writer = CollectionWriter(self.collection, self.channel)
         self.model_fp = encoder.fingerprint["id"]
         if self.store.get_meta("chunking_fp") not in (None, chunker.fingerprint):
             self._rechunk_all()
@@ -318,9 +319,12 @@ class _IngestJob:
 
     def _flush(self) -> None:
         batch, self.batch = self.batch, _Batch()
-        if not batch:
+        if not batch and not self.writer.dirty:
             return
         vectors = self._vectors_for(batch.chunks)
+        sparse_prepared = None
+        if self.channel is not None:
+            sparse_prepared = self.channel.prepare(batch.chunks, self.store, self.progress)
         try:
             with self.store.transaction():
                 removed = np.array(
@@ -334,7 +338,7 @@ class _IngestJob:
                     self.store.put_file(record)
                 for source, path in batch.delete_files:
                     self.store.delete_file(source, path)
-                self.writer.apply(removed, new_ids, vectors)
+                self.writer.apply(removed, new_ids, vectors, sparse_prepared)
                 self.writer.commit()
         except BaseException:
             self.writer.after_rollback()

@@ -8,19 +8,23 @@ a crash after it leaves the new state complete. Readers always see one whole gen
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ragkit.config import IndexConfig
 from ragkit.errors import IndexCorruptError
 from ragkit.indexes import DenseIndex, create_dense_index, load_dense_index
+from ragkit.sparse_channel import SparseChannel, load_sparse, sparse_path
 from ragkit.store import CollectionRecord, Store
 
 __all__ = ["Collection", "CollectionWriter"]
 
-_GENERATION_FILE = re.compile(r"^dense\.g(\d+)\.faiss$")
+_GENERATION_FILE = re.compile(r"^(?:dense|sparse)\.g(\d+)\.")
 
 
 class Collection:
@@ -58,6 +62,12 @@ class Collection:
             "run `ragkit doctor --repair` to rebuild it from the store"
         )
 
+    def has_sparse(self, channel: SparseChannel | None) -> bool:
+        return channel is not None and self.record.sparse_fp == channel.fingerprint
+
+    def load_sparse(self, channel: SparseChannel) -> Any:
+        return load_sparse(self.dir, channel, self.record.generation)
+
     def vectors_from_cache(self) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
         """Every chunk's id and cached vector; chunks without one are returned to be encoded."""
         rows = self.store.chunk_hashes()
@@ -78,32 +88,68 @@ class Collection:
         for path in self.dir.iterdir():
             match = _GENERATION_FILE.match(path.name)
             stale = match and int(match.group(1)) != self.record.generation
-            if stale or path.name.startswith(".dense."):
-                path.unlink(missing_ok=True)
+            if stale or path.name.startswith((".dense.", ".sparse.")):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
 
 
 class CollectionWriter:
-    """Applies chunk changes to a collection's index and commits a new generation."""
+    """Applies chunk changes to a collection's indexes and commits a new generation.
 
-    def __init__(self, collection: Collection) -> None:
+    The sparse channel follows the workspace config: when it differs from what the collection
+    holds (say BM25 → SPLADE), the sparse index is rebuilt from the store at the next commit.
+    """
+
+    def __init__(self, collection: Collection, channel: SparseChannel | None = None) -> None:
         self.collection = collection
+        self.channel = channel
         collection.dir.mkdir(parents=True, exist_ok=True)
         collection.remove_stale_files()
-        self.index = collection.load_dense()
+        self._load()
+
+    def _load(self) -> None:
+        self.index = self.collection.load_dense()
         self._needs_rebuild = False
         self._dirty = False
+        self.sparse: Any = None
+        self._sparse_rebuild = False
+        if self.channel is not None:
+            if self.collection.has_sparse(self.channel):
+                self.sparse = self.collection.load_sparse(self.channel)
+            else:
+                self.sparse = self.channel.empty()
+                self._sparse_rebuild = self._dirty = True
+        elif self.collection.record.sparse_fp:
+            self._dirty = True  # the sparse channel was switched off: drop it at the next commit
 
-    def apply(self, removed_ids: np.ndarray, new_ids: np.ndarray, vectors: np.ndarray) -> None:
+    def apply(
+        self,
+        removed_ids: np.ndarray,
+        new_ids: np.ndarray,
+        vectors: np.ndarray,
+        sparse_prepared: Any = None,
+    ) -> None:
         if len(removed_ids) and not self._needs_rebuild:
             self._needs_rebuild = not self.index.remove(removed_ids)
         if not self._needs_rebuild:
             self.index.add(new_ids, vectors)
+        if self.channel is not None and not self._sparse_rebuild:
+            self._sparse_rebuild = not self.channel.apply(
+                self.sparse, removed_ids, new_ids, sparse_prepared
+            )
         self._dirty = self._dirty or bool(len(removed_ids) or len(new_ids))
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
 
     def commit(self) -> None:
         """Call inside the store transaction that wrote the chunk rows."""
         if not self._dirty:
             return
+        store = self.collection.store
         if self._needs_rebuild:
             ids, vectors, missing = self.collection.vectors_from_cache()
             if missing:
@@ -115,7 +161,18 @@ class CollectionWriter:
             self._needs_rebuild = False
         generation = self.collection.record.generation + 1
         self.index.save(self.collection.dense_path(generation))
-        self.collection.store.set_collection(self.collection.name, generation=generation)
+        fields: dict[str, Any] = {"generation": generation}
+        if self.channel is not None:
+            if self._sparse_rebuild:
+                self.channel.rebuild(self.sparse, store)
+                self._sparse_rebuild = False
+            self.sparse.save(sparse_path(self.collection.dir, self.channel, generation))
+            fields["sparse_fp"] = self.channel.fingerprint
+            fields["sparse_json"] = json.dumps(self.channel.describe(), default=str)
+        else:
+            fields["sparse_fp"] = ""
+            fields["sparse_json"] = "{}"
+        store.set_collection(self.collection.name, **fields)
         self._dirty = False
 
     def after_commit(self) -> None:
@@ -124,6 +181,4 @@ class CollectionWriter:
 
     def after_rollback(self) -> None:
         self.collection.refresh()
-        self.index = self.collection.load_dense()
-        self._needs_rebuild = False
-        self._dirty = False
+        self._load()

@@ -7,20 +7,23 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
-import tomllib
 
 from ragkit.errors import ConfigError
 
 __all__ = [
     "ChunkingConfig",
     "EncoderConfig",
+    "FusionConfig",
     "IndexConfig",
+    "RerankConfig",
     "SourceConfig",
+    "SparseConfig",
     "WorkspaceConfig",
 ]
 
@@ -68,6 +71,37 @@ class IndexConfig:
 
 
 @dataclass(kw_only=True)
+class SparseConfig:
+    """The sparse channel: ``"bm25"``, ``"splade"`` (the SPLADE shipped with ragkit[sparse]),
+    any SPLADE model name or path, or ``"none"``."""
+
+    model: str = "bm25"
+    batch_size: int = 32
+    max_seq_length: int | None = None
+    device: str | None = None
+
+
+@dataclass(kw_only=True)
+class FusionConfig:
+    """How hybrid mode merges the dense and sparse rankings."""
+
+    method: str = "rrf"
+    k: int = 60
+    weights: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    normalization: str = "minmax"
+    depth: int = 100
+
+
+@dataclass(kw_only=True)
+class RerankConfig:
+    """An optional cross-encoder over the top ``top_n`` hits (any CrossEncoder name or path)."""
+
+    model: str = ""
+    top_n: int = 50
+    batch_size: int = 32
+
+
+@dataclass(kw_only=True)
 class SourceConfig:
     """A directory (or single file) that ingest and reindex read."""
 
@@ -78,7 +112,14 @@ class SourceConfig:
     follow_symlinks: bool = False
 
 
-_SECTIONS = {"encoder": EncoderConfig, "chunking": ChunkingConfig, "index": IndexConfig}
+_SECTIONS = {
+    "encoder": EncoderConfig,
+    "chunking": ChunkingConfig,
+    "index": IndexConfig,
+    "sparse": SparseConfig,
+    "fusion": FusionConfig,
+    "rerank": RerankConfig,
+}
 
 
 @dataclass(kw_only=True)
@@ -86,6 +127,9 @@ class WorkspaceConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    sparse: SparseConfig = field(default_factory=SparseConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
     sources: list[SourceConfig] = field(default_factory=list)
 
     @classmethod

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS collections(
     name TEXT PRIMARY KEY, model_fp TEXT NOT NULL, chunking_fp TEXT NOT NULL,
     backend TEXT NOT NULL, dim INTEGER NOT NULL, state TEXT NOT NULL,
     generation INTEGER NOT NULL DEFAULT 0, encoder_json TEXT NOT NULL,
-    index_json TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+    index_json TEXT NOT NULL, sparse_fp TEXT NOT NULL DEFAULT '',
+    sparse_json TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS aliases(alias TEXT PRIMARY KEY, collection TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs(
     run_id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, started REAL NOT NULL,
@@ -84,6 +85,8 @@ class CollectionRecord:
     generation: int
     encoder: dict[str, Any]
     index: dict[str, Any]
+    sparse_fp: str = ""
+    sparse: dict[str, Any] = field(default_factory=dict)
 
 
 class Store:
@@ -284,8 +287,8 @@ class Store:
                 for batch in _batched([int(i) for i in ids], 500):
                     marks = ",".join("?" * len(batch))
                     rows = self._db.execute(
-                        "SELECT c.id, c.chunk_id, c.doc_id, c.text, c.headings_json, d.uri,"
-                        " d.title, d.source, d.format, d.metadata_json FROM chunks c"
+                        "SELECT c.id, c.chunk_id, c.doc_id, c.text, c.context, c.headings_json,"
+                        " d.uri, d.title, d.source, d.format, d.metadata_json FROM chunks c"
                         f" JOIN documents d ON d.doc_id = c.doc_id WHERE c.id IN ({marks})",
                         batch,
                     ).fetchall()
@@ -318,10 +321,8 @@ class Store:
         return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}
 
     # -- embedding cache --------------------------------------------------------------------
-    def cached_vectors(
-        self, hashes: Sequence[str], model_fp: str, dim: int
-    ) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
+    def cached_blobs(self, hashes: Sequence[str], model_fp: str) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
         for batch in _batched(list(dict.fromkeys(hashes)), 500):
             marks = ",".join("?" * len(batch))
             rows = self._query(
@@ -329,28 +330,37 @@ class Store:
                 f" WHERE model_fp=? AND text_hash IN ({marks})",
                 (model_fp, *batch),
             )
-            for text_hash, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.shape[0] == dim:
-                    out[text_hash] = vector
+            out.update(rows)
         return out
 
-    def cache_vectors(self, hashes: Sequence[str], model_fp: str, vectors: np.ndarray) -> None:
-        rows = [
-            (h, model_fp, np.ascontiguousarray(v, dtype=np.float32).tobytes())
-            for h, v in zip(hashes, vectors, strict=True)
-        ]
+    def cache_blobs(self, hashes: Sequence[str], model_fp: str, blobs: Sequence[bytes]) -> None:
+        rows = [(h, model_fp, b) for h, b in zip(hashes, blobs, strict=True)]
         with self._lock:
             self._db.executemany(
                 "INSERT OR REPLACE INTO embeddings(text_hash, model_fp, vector) VALUES(?,?,?)", rows
             )
+
+    def cached_vectors(
+        self, hashes: Sequence[str], model_fp: str, dim: int
+    ) -> dict[str, np.ndarray]:
+        out = {}
+        for text_hash, blob in self.cached_blobs(hashes, model_fp).items():
+            vector = np.frombuffer(blob, dtype=np.float32)
+            if vector.shape[0] == dim:
+                out[text_hash] = vector
+        return out
+
+    def cache_vectors(self, hashes: Sequence[str], model_fp: str, vectors: np.ndarray) -> None:
+        blobs = [np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in vectors]
+        self.cache_blobs(hashes, model_fp, blobs)
 
     # -- collections and aliases ------------------------------------------------------------
     def put_collection(self, record: CollectionRecord) -> None:
         now = time.time()
         self._exec(
             "INSERT INTO collections(name, model_fp, chunking_fp, backend, dim, state, generation,"
-            " encoder_json, index_json, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            " encoder_json, index_json, sparse_fp, sparse_json, created, updated)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 record.name,
                 record.model_fp,
@@ -361,6 +371,8 @@ class Store:
                 record.generation,
                 json.dumps(record.encoder, default=str),
                 json.dumps(record.index),
+                record.sparse_fp,
+                json.dumps(record.sparse, default=str),
                 now,
                 now,
             ),
@@ -369,20 +381,26 @@ class Store:
     def collection(self, name: str) -> CollectionRecord | None:
         rows = self._query(
             "SELECT name, model_fp, chunking_fp, backend, dim, state, generation, encoder_json,"
-            " index_json FROM collections WHERE name=?",
+            " index_json, sparse_fp, sparse_json FROM collections WHERE name=?",
             (name,),
         )
         if not rows:
             return None
-        *head, encoder, index = rows[0]
-        return CollectionRecord(*head, encoder=json.loads(encoder), index=json.loads(index))
+        *head, encoder, index, sparse_fp, sparse_json = rows[0]
+        return CollectionRecord(
+            *head,
+            encoder=json.loads(encoder),
+            index=json.loads(index),
+            sparse_fp=sparse_fp,
+            sparse=json.loads(sparse_json),
+        )
 
     def collections(self) -> list[CollectionRecord]:
         names = [row[0] for row in self._query("SELECT name FROM collections ORDER BY created")]
         return [record for name in names if (record := self.collection(name))]
 
     def set_collection(self, name: str, **fields: Any) -> None:
-        allowed = {"state", "generation", "chunking_fp"}
+        allowed = {"state", "generation", "chunking_fp", "sparse_fp", "sparse_json"}
         if not set(fields) <= allowed:
             raise ValueError(f"cannot set {sorted(set(fields) - allowed)} on a collection")
         assignments = ", ".join(f"{key}=?" for key in fields)

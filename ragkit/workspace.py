@@ -22,6 +22,8 @@ from ragkit.encoders.fingerprint import hash_text
 from ragkit.errors import ConfigError, EncoderMismatchError, WorkspaceError
 from ragkit.lock import WorkspaceLock
 from ragkit.retrieval.filters import filters_sql, parse_filters
+from ragkit.retrieval.fusion import fuse
+from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
 
 if TYPE_CHECKING:
@@ -63,7 +65,9 @@ class Workspace:
         self.lock = WorkspaceLock(root / "write.lock")
         self._encoder = encoder
         self._chunker: Chunker | None = None
-        self._readers: dict[str, tuple[int, DenseIndex]] = {}
+        self._sparse_channel: SparseChannel | bool | None = False
+        self._readers: dict[str, tuple[int, DenseIndex, Any]] = {}
+        self._rerankers: dict[str, Any] = {}
 
     # -- parts, built on first use ----------------------------------------------------------
     @property
@@ -84,6 +88,13 @@ class Workspace:
                 tokenizer_id=_tokenizer_id(encoder),
             )
         return self._chunker
+
+    @property
+    def sparse_channel(self) -> SparseChannel | None:
+        """The configured sparse channel (BM25 or SPLADE), or None when switched off."""
+        if self._sparse_channel is False:
+            self._sparse_channel = make_sparse_channel(self.config.sparse)
+        return self._sparse_channel  # type: ignore[return-value]
 
     def collection(self, alias: str = DEFAULT_ALIAS) -> Collection | None:
         name = self.store.resolve_alias(alias)
@@ -135,9 +146,10 @@ class Workspace:
         k: int = 10,
         where: str | list[str] | dict[str, Any] | None = None,
         mode: str | None = None,
+        rerank: bool | str | None = None,
         alias: str = DEFAULT_ALIAS,
     ) -> list[Hit]:
-        return self.query_many([text], k=k, where=where, mode=mode, alias=alias)[0]
+        return self.query_many([text], k=k, where=where, mode=mode, rerank=rerank, alias=alias)[0]
 
     def query_many(
         self,
@@ -146,29 +158,125 @@ class Workspace:
         k: int = 10,
         where: str | list[str] | dict[str, Any] | None = None,
         mode: str | None = None,
+        rerank: bool | str | None = None,
         alias: str = DEFAULT_ALIAS,
     ) -> list[list[Hit]]:
-        modes = self.available_modes()
-        if mode is not None and mode not in modes:
-            raise ConfigError(f"query mode {mode!r} is not available here; use one of {modes}")
+        """Search with ``mode`` dense, sparse or hybrid (default: hybrid when a sparse channel
+        exists). ``"<mode>+rerank"`` or ``rerank=True``/a model name adds the cross-encoder."""
         collection = self._collection_for_query(alias)
-        index = self._reader(collection)
+        base_mode, use_rerank = self._resolve_mode(collection, mode, rerank)
+        fusion = self.config.fusion
+        depth = k
+        if base_mode == "hybrid":
+            depth = max(k, fusion.depth)
+        if use_rerank:
+            depth = max(depth, self.config.rerank.top_n)
+        channels = ("dense", "sparse") if base_mode == "hybrid" else (base_mode,)
+        runs = self.channel_runs(texts, depth=depth, where=where, channels=channels, alias=alias)
+        if base_mode == "hybrid":
+            ranked = [
+                fuse(
+                    [run[i] for run in runs],
+                    method=fusion.method,
+                    weights=fusion.weights,
+                    k=fusion.k,
+                    normalization=fusion.normalization,
+                )
+                for i in range(len(texts))
+            ]
+        else:
+            ranked = [sorted(run.items(), key=lambda x: (-x[1], x[0])) for run in runs[0]]
+        rows = self.store.chunk_rows(sorted({i for r in ranked for i, _ in r}))
+        if use_rerank:
+            ranked = self._rerank(texts, ranked, rows, rerank)
+        return [_hits(r[:k], rows) for r in ranked]
+
+    def channel_runs(
+        self,
+        texts: list[str],
+        *,
+        depth: int,
+        where: str | list[str] | dict[str, Any] | None = None,
+        channels: tuple[str, ...] = ("dense", "sparse"),
+        alias: str = DEFAULT_ALIAS,
+    ) -> list[list[dict[int, float]]]:
+        """Each channel's raw ``{chunk id: score}`` per query, before fusion (for tuning)."""
+        collection = self._collection_for_query(alias)
+        dense, sparse = self._reader(collection)
         allowed = None
         filters = parse_filters(where)
         if filters:
             allowed = self.store.chunk_ids_where(*filters_sql(filters))
             if len(allowed) == 0:
-                return [[] for _ in texts]
-        vectors = self.encoder.encode_queries(texts)
-        scores, ids = index.search(vectors, k, allowed_ids=allowed)
-        rows = self.store.chunk_rows([int(i) for i in np.unique(ids) if i >= 0])
-        return [
-            _hits(row_scores, row_ids, rows)
-            for row_scores, row_ids in zip(scores, ids, strict=True)
-        ]
+                return [[{} for _ in texts] for _ in channels]
+        runs: list[list[dict[int, float]]] = []
+        for channel_name in channels:
+            if channel_name == "dense":
+                vectors = self.encoder.encode_queries(texts)
+                runs.append(_as_runs(*dense.search(vectors, depth, allowed_ids=allowed)))
+            elif sparse is not None and self.sparse_channel is not None:
+                found = self.sparse_channel.search(sparse, texts, depth, allowed)
+                runs.append(_as_runs(*found))
+            else:
+                raise ConfigError(f"collection {collection.name!r} has no sparse index")
+        return runs
 
-    def available_modes(self) -> list[str]:
-        return ["dense"]
+    def available_modes(self, alias: str = DEFAULT_ALIAS) -> list[str]:
+        collection = self.collection(alias)
+        modes = ["dense"]
+        if collection is not None and collection.has_sparse(self.sparse_channel):
+            modes += ["sparse", "hybrid"]
+        if self.config.rerank.model:
+            modes.append(f"{modes[-1]}+rerank")
+        return modes
+
+    def _resolve_mode(
+        self, collection: Collection, mode: str | None, rerank: bool | str | None
+    ) -> tuple[str, bool]:
+        has_sparse = collection.has_sparse(self.sparse_channel)
+        requested = mode or ("hybrid" if has_sparse else "dense")
+        base, _, suffix = requested.partition("+")
+        if base not in ("dense", "sparse", "hybrid") or suffix not in ("", "rerank"):
+            raise ConfigError(
+                f"query mode {requested!r} is unknown; use dense, sparse or hybrid "
+                "(optionally with +rerank)"
+            )
+        if base != "dense" and not has_sparse:
+            raise ConfigError(
+                f"query mode {base!r} needs a sparse index, and collection {collection.name!r} "
+                f"has none for the configured channel ({self.config.sparse.model!r}); set "
+                "[sparse] model in ragkit.toml and run `ragkit ingest` to build it"
+            )
+        use_rerank = (
+            bool(suffix) or bool(rerank) or (rerank is None and bool(self.config.rerank.model))
+        )
+        if use_rerank and not (isinstance(rerank, str) or self.config.rerank.model):
+            raise ConfigError("rerank needs a cross-encoder: set [rerank] model or pass a model")
+        return base, use_rerank
+
+    def _rerank(
+        self,
+        texts: list[str],
+        ranked: list[list[tuple[int, float]]],
+        rows: dict[int, Any],
+        model: bool | str | None,
+    ) -> list[list[tuple[int, float]]]:
+        reranker = self._reranker(model if isinstance(model, str) else self.config.rerank.model)
+        top_n = self.config.rerank.top_n
+        out = []
+        for query, candidates in zip(texts, ranked, strict=True):
+            head = [(i, _embed_text(rows[i])) for i, _ in candidates[:top_n] if i in rows]
+            out.append(reranker.rerank(query, head) + candidates[top_n:])
+        return out
+
+    def _reranker(self, name: str) -> Any:
+        cached = self._rerankers.get(name)
+        if cached is None:
+            from ragkit.retrieval.rerank import CrossEncoderReranker
+
+            cached = CrossEncoderReranker.load(name, batch_size=self.config.rerank.batch_size)
+            self._rerankers[name] = cached
+        return cached
 
     def _collection_for_query(self, alias: str) -> Collection:
         collection = self.collection(alias)
@@ -187,20 +295,24 @@ class Workspace:
             )
         return collection
 
-    def _reader(self, collection: Collection) -> DenseIndex:
+    def _reader(self, collection: Collection) -> tuple[DenseIndex, Any]:
+        """Indexes of the committed generation, reloaded when a writer committed a new one."""
+        collection.refresh()
         cached = self._readers.get(collection.name)
         if cached and cached[0] == collection.record.generation:
-            return cached[1]
-        index = collection.load_dense()
-        self._readers[collection.name] = (collection.record.generation, index)
-        return index
+            return cached[1], cached[2]
+        dense = collection.load_dense()
+        channel = self.sparse_channel
+        sparse = collection.load_sparse(channel) if collection.has_sparse(channel) else None
+        self._readers[collection.name] = (collection.record.generation, dense, sparse)
+        return dense, sparse
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         collections = []
         for record in self.store.collections():
             collection = Collection(self.store, self.root, record)
-            path = collection.dense_path(record.generation)
+            files = list(collection.dir.glob(f"*.g{record.generation:06d}.*"))
             collections.append(
                 {
                     "name": record.name,
@@ -209,9 +321,10 @@ class Workspace:
                     "dim": record.dim,
                     "backend": record.backend,
                     "index": record.index.get("kind"),
+                    "sparse": record.sparse.get("kind", ""),
                     "state": record.state,
                     "generation": record.generation,
-                    "index_bytes": path.stat().st_size if path.exists() else 0,
+                    "index_bytes": sum(_size(path) for path in files),
                     "aliases": [
                         a for a in (DEFAULT_ALIAS,) if self.store.resolve_alias(a) == record.name
                     ],
@@ -236,11 +349,22 @@ class Workspace:
         self.close()
 
 
-def _hits(scores: np.ndarray, ids: np.ndarray, rows: dict[int, Any]) -> list[Hit]:
+def _as_runs(scores: np.ndarray, ids: np.ndarray) -> list[dict[int, float]]:
+    return [
+        {int(i): float(s) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0}
+        for row_scores, row_ids in zip(scores, ids, strict=True)
+    ]
+
+
+def _embed_text(row: Any) -> str:
+    return f"{row['context']}\n\n{row['text']}" if row["context"] else row["text"]
+
+
+def _hits(ranked: list[tuple[int, float]], rows: dict[int, Any]) -> list[Hit]:
     hits = []
-    for score, chunk in zip(scores, ids, strict=True):
+    for chunk, score in ranked:
         row = rows.get(int(chunk))
-        if row is None:  # -1 padding, or a chunk deleted since the index generation was read
+        if row is None:  # a chunk deleted since the index generation was read
             continue
         metadata = {
             **json.loads(row["metadata_json"]),
@@ -261,6 +385,12 @@ def _hits(scores: np.ndarray, ids: np.ndarray, rows: dict[int, Any]) -> list[Hit
             )
         )
     return hits
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
 
 
 def _slug(name: str) -> str:

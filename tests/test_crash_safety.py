@@ -109,14 +109,13 @@ def test_sigkill_during_ingest_leaves_a_consistent_workspace(tmp_path, tiny_mode
     assert kit.store.counts()["documents"] == 400
     collection = kit.collection()
     assert collection is not None
-    assert set(collection.load_dense().ids().tolist()) == set(kit.store.all_chunk_ids().tolist())
-    leftovers = [
-        p.name
-        for p in collection.dir.iterdir()
-        if p.name != collection.dense_path(collection.record.generation).name
-    ]
+    stored = set(kit.store.all_chunk_ids().tolist())
+    assert set(collection.load_dense().ids().tolist()) == stored
+    assert set(collection.load_sparse(kit.sparse_channel).ids().tolist()) == stored
+    generation = f".g{collection.record.generation:06d}."
+    leftovers = [p.name for p in collection.dir.iterdir() if generation not in p.name]
     assert leftovers == []
+    assert len(list(collection.dir.iterdir())) == 2  # dense + sparse of the committed generation
     statuses = [run["status"] for run in kit.store.runs(limit=10)]
-    assert (
-        statuses[0] == "ok" and "running" in statuses
-    )  # killed runs stay visible as never finished
+    # killed runs stay visible as never finished
+    assert statuses[0] == "ok" and "running" in statuses

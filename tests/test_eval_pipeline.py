@@ -56,9 +56,10 @@ def beir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_eval_dataset_scores_a_working_retriever_high(beir, tmp_path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
     report = eval_dataset(beir, workspace=tmp_path / "ws", encoder=tiny_encoder)
     assert report.queries == len(TOPICS)
-    (dense,) = report.results
-    assert dense.mode == "dense"
-    assert dense.metrics["ndcg@10"] > 0.9 and dense.metrics["recall@10"] == 1.0
+    assert [r.mode for r in report.results] == ["dense", "sparse", "hybrid"]
+    for result in report.results:
+        assert result.metrics["ndcg@10"] > 0.9 and result.metrics["recall@10"] == 1.0, result.mode
+    dense = report.results[0]
     run = read_trec_run(dense.run_path)
     assert set(run) == {f"q{i}" for i in range(len(TOPICS))}
     assert max(run["q3"], key=run["q3"].get) == "d3"
@@ -66,6 +67,7 @@ def test_eval_dataset_scores_a_working_retriever_high(beir, tmp_path, tiny_encod
     again = eval_dataset(beir, workspace=tmp_path / "ws", encoder=tiny_encoder)
     assert again.ingest["chunks_encoded"] == 0
     assert again.results[0].metrics == dense.metrics
+    assert again.results[2].metrics == report.results[2].metrics
 
 
 def test_baseline_comparison_reports_delta_and_p_value(beir, tmp_path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
@@ -90,3 +92,25 @@ def test_cli_eval_json(beir, tmp_path, tiny_model) -> None:  # type: ignore[no-u
         app, ["eval", "--dataset", str(beir), "--split", "test", "-w", str(ws)]
     )
     assert missing.exit_code == 1 and "dev" in missing.output
+
+
+def test_tune_fusion_writes_a_setting_at_least_as_good(beir, tmp_path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
+    import ragkit
+    from ragkit.evaluation import load_beir
+    from ragkit.pipelines.tune_fusion import fusion_grid, tune_fusion
+
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit.ingest(beir / "corpus.jsonl")
+    kit.config.fusion.weights = [0.0, 1.0]  # a poor start: dense ignored
+    data = load_beir(beir, "dev")
+    report = tune_fusion(kit, data.queries, data.qrels)
+    assert len(report.trials) == len(fusion_grid())
+    assert report.best.score >= report.current
+    assert report.best.score == max(t.score for t in report.trials)
+    assert 0.0 <= report.cross_validated <= report.best.score
+    reopened = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    if report.written:
+        assert reopened.config.fusion.method == report.best.method
+        assert reopened.config.fusion.weights == list(report.best.weights)
+    hits = reopened.query(data.queries["q5"], k=1)
+    assert hits[0].uri.endswith("#d5")

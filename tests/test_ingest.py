@@ -35,9 +35,14 @@ def docs(tmp_path: Path) -> Path:
 
 
 def index_ids(kit: ragkit.Workspace) -> set[int]:
+    """Chunk ids in the dense index; the sparse index must hold exactly the same."""
     collection = kit.collection()
     assert collection is not None
-    return set(collection.load_dense().ids().tolist())
+    dense = set(collection.load_dense().ids().tolist())
+    channel = kit.sparse_channel
+    assert channel is not None and collection.has_sparse(channel)
+    assert set(collection.load_sparse(channel).ids().tolist()) == dense
+    return dense
 
 
 def store_ids(kit: ragkit.Workspace) -> set[int]:
