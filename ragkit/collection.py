@@ -18,7 +18,7 @@ import numpy as np
 
 from ragkit.config import IndexConfig
 from ragkit.errors import IndexCorruptError
-from ragkit.indexes import DenseIndex, create_dense_index, load_dense_index
+from ragkit.indexes import DENSE_SUFFIX, DenseIndex, create_dense_index, load_dense_index
 from ragkit.sparse_channel import SparseChannel, load_sparse, sparse_path
 from ragkit.store import CollectionRecord, Store
 
@@ -44,14 +44,16 @@ class Collection:
             self.record = record
 
     def dense_path(self, generation: int) -> Path:
-        return self.dir / f"dense.g{generation:06d}.faiss"
+        return self.dir / f"dense.g{generation:06d}.{DENSE_SUFFIX[self.index_config.backend]}"
 
     def load_dense(self) -> DenseIndex:
         """The committed generation; retried once if a writer replaced it meanwhile."""
         for attempt in range(3):
             generation = self.record.generation
             if generation == 0:
-                return create_dense_index(self.record.dim, self.index_config)
+                return create_dense_index(
+                    self.record.dim, self.index_config, directory=self.dir, name=self.name
+                )
             path = self.dense_path(generation)
             if path.exists():
                 return load_dense_index(path, self.record.dim, self.index_config)
@@ -112,6 +114,8 @@ class CollectionWriter:
     def _load(self) -> None:
         self.index = self.collection.load_dense()
         self._needs_rebuild = False
+        if hasattr(self.index, "reconcile"):
+            self._reconcile()
         self._dirty = False
         self.sparse: Any = None
         self._sparse_rebuild = False
@@ -123,6 +127,17 @@ class CollectionWriter:
                 self._sparse_rebuild = self._dirty = True
         elif self.collection.record.sparse_fp:
             self._dirty = True  # the sparse channel was switched off: drop it at the next commit
+
+    def _reconcile(self) -> None:
+        """A backend written in place (a Qdrant server or store) may hold changes of a batch
+        whose store transaction never committed; make it match the store before writing."""
+        extra, missing = self.index.reconcile(self.collection.store.all_chunk_ids())
+        if len(extra):
+            self.index.remove(extra)
+        if len(missing):
+            ids, vectors, _ = self.collection.vectors_from_cache()
+            wanted = np.isin(ids, missing)
+            self.index.add(ids[wanted], vectors[wanted])
 
     def apply(
         self,

@@ -55,7 +55,13 @@ class ChunkingConfig:
 
 @dataclass(kw_only=True)
 class IndexConfig:
-    """Dense index backend and type: ``flat`` (exact), ``hnsw``, or ``ivfpq`` (+ refine)."""
+    """Dense index backend (``faiss``, ``qdrant``, ``qdrant-edge``) and type: ``flat`` (exact),
+    ``hnsw``, or ``ivfpq`` (+ refine, FAISS only).
+
+    Qdrant: ``qdrant_url`` selects a server; otherwise an embedded store in the collection's
+    folder (``qdrant_path`` to put it elsewhere). The API key is read from ``QDRANT_API_KEY``
+    when ``qdrant_api_key`` is empty, which keeps secrets out of ragkit.toml.
+    """
 
     backend: str = "faiss"
     kind: str = "flat"
@@ -68,6 +74,10 @@ class IndexConfig:
     pq_bits: int = 8
     refine: bool = True
     refine_k_factor: int = 4
+    qdrant_url: str = ""
+    qdrant_path: str = ""
+    qdrant_collection: str = ""
+    qdrant_api_key: str = ""
 
 
 @dataclass(kw_only=True)

@@ -104,14 +104,15 @@ def test_dbsf_three_sigma_with_sample_std() -> None:
     assert_sorted_by_score_then_id(fused)
 
 
-def test_dbsf_clips_outliers_and_handles_degenerate_runs() -> None:
+def test_dbsf_does_not_clip_outliers_and_handles_degenerate_runs() -> None:
     # Eleven zeros and one 1: mean 1/12, sample std sqrt(1/12), so the 1 sits 3.18 std above
-    # the mean — beyond the 3-sigma window, hence clipped to exactly 1.
+    # the mean — beyond the 3-sigma window; like Qdrant, ragkit does not clip it to 1.
     run = {doc: 0.0 for doc in range(11)} | {99: 1.0}
     std = math.sqrt(1 / 12)
     assert (1 - 1 / 12) / std > 3
     fused = as_dict(fuse([run], method="dbsf"))
-    assert fused[99] == 1.0
+    assert fused[99] == pytest.approx((1 - (1 / 12 - 3 * std)) / (6 * std))
+    assert fused[99] > 1.0
     assert fused[0] == pytest.approx((0 - (1 / 12 - 3 * std)) / (6 * std))
     # One document, or all scores equal: the mean, which maps to 0.5.
     assert as_dict(fuse([{5: 3.0}, {6: 2.0, 7: 2.0}], method="dbsf")) == {5: 0.5, 6: 0.5, 7: 0.5}

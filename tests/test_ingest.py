@@ -204,3 +204,55 @@ def test_queries_in_batch_match_single_queries(workspace, docs) -> None:  # type
         [h.chunk_id for h in hits] for hits in singles
     ]
     assert np.isclose(batch[0][0].score, singles[0][0].score)
+
+
+@pytest.mark.parametrize("backend", ["qdrant", "qdrant-edge"])
+def test_qdrant_backends_serve_the_same_workspace_flow(
+    tmp_path, tiny_encoder, docs, backend
+) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("qdrant_client" if backend == "qdrant" else "qdrant_edge")
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit.config.index.backend = backend
+    kit.ingest(docs)
+    faiss_kit = ragkit.open(tmp_path / "faiss", encoder=tiny_encoder)
+    faiss_kit.ingest(docs)
+    for mode in ("dense", "hybrid"):
+        ours = [(h.uri, h.headings) for h in kit.query("dog pear", k=3, mode=mode)]
+        reference = [(h.uri, h.headings) for h in faiss_kit.query("dog pear", k=3, mode=mode)]
+        assert ours == reference, mode
+    (docs / "sub" / "net.md").unlink()
+    write(docs / "fruit.txt", "cherry grape only\n")
+    kit.ingest(docs)
+    assert store_ids(kit) == index_ids(kit)
+    assert kit.query("cherry grape", k=1, where="format=txt")[0].text == "cherry grape only"
+    kit.close()
+    faiss_kit.close()
+
+
+def test_qdrant_written_in_place_is_reconciled_after_a_failed_commit(
+    tmp_path, tiny_encoder, docs, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("qdrant_client")
+    from ragkit.collection import CollectionWriter
+
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit.config.index.backend = "qdrant"
+    kit.ingest(docs)
+    before = store_ids(kit)
+    write(docs / "new.md", "# New\n\nzeta epsilon delta\n")
+    original = CollectionWriter.commit
+
+    def commit_then_fail(self):  # type: ignore[no-untyped-def]
+        original(self)  # Qdrant now holds the new chunk; the store transaction will roll back
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(CollectionWriter, "commit", commit_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        kit.ingest(docs)
+    monkeypatch.undo()
+    assert store_ids(kit) == before
+    collection = kit.collection()
+    assert set(collection.load_dense().ids().tolist()) == before  # reconciled on rollback
+    assert kit.ingest(docs).files_new == 1
+    assert store_ids(kit) == index_ids(kit)
+    kit.close()

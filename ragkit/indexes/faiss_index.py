@@ -23,6 +23,7 @@ from ragkit.indexes.base import atomic_write
 __all__ = ["FaissIndex"]
 
 _KINDS = ("flat", "hnsw", "ivfpq")
+_EXACT_SUBSET_LIMIT = 50_000  # allowed ids scored exactly below this (filtered ANN search)
 
 
 @contextmanager
@@ -135,6 +136,12 @@ class FaissIndex:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
         params = None
+        approximate = not self.structure.startswith("IndexFlat")
+        if allowed_ids is not None and approximate and len(allowed_ids) <= _EXACT_SUBSET_LIMIT:
+            # An ANN graph or inverted list searched through a selective filter can run out of
+            # reachable candidates and return fewer than k; the allowed vectors alone are few
+            # enough to score exactly.
+            return self._search_subset(queries, k, allowed_ids)
         if allowed_ids is not None:
             params = faiss.SearchParameters(
                 sel=faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
@@ -144,6 +151,22 @@ class FaissIndex:
             index = self._searcher() if params is None else self._index
             scores, ids = index.search(queries, k, params=params)
         return scores, ids
+
+    def _search_subset(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.intersect1d(np.asarray(allowed_ids, dtype=np.int64), self.ids())
+        scores = np.full((len(queries), k), -np.finfo(np.float32).max, dtype=np.float32)
+        found = np.full((len(queries), k), -1, dtype=np.int64)
+        if len(ids) == 0:
+            return scores, found
+        vectors = self._index.reconstruct_batch(ids)
+        similarities = queries @ vectors.T
+        top = min(k, len(ids))
+        order = np.argsort(-similarities, axis=1, kind="stable")[:, :top]
+        scores[:, :top] = np.take_along_axis(similarities, order, axis=1)
+        found[:, :top] = ids[order]
+        return scores, found
 
     def _searcher(self) -> Any:
         if (

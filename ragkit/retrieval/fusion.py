@@ -39,9 +39,11 @@ def fuse(
       min-max and the lowest z-score for z-score. A run whose scores are all equal ranks nothing
       apart: min-max gives its documents 1.0 (so being retrieved still counts over the 0 of the
       missing), z-score gives them 0.0.
-    * ``"dbsf"`` — distribution-based score fusion as in Qdrant: each run is mapped from
-      ``[mean - 3·std, mean + 3·std]`` (sample std) to [0, 1] and clipped, then summed with the
-      weights; a missing id adds 0, and a run of one document or of equal scores gives 0.5.
+    * ``"dbsf"`` — distribution-based score fusion exactly as Qdrant computes it: each run is
+      mapped linearly from ``[mean - 3·std, mean + 3·std]`` (sample std) onto [0, 1] — not
+      clipped, so an outlier beyond 3σ scores above 1, which keeps FAISS and Qdrant collections
+      congruent — then summed with the weights; a missing id adds 0, and a run of one document
+      or of equal scores gives 0.5.
 
     ``weights`` default to 1 per run; ``k`` is RRF's rank constant (ignored by other methods).
     """
@@ -137,4 +139,4 @@ def _three_sigma(run: Run) -> dict[int, float]:
     if std == 0:
         return dict.fromkeys(run, 0.5)
     low, span = mean - 3 * std, 6 * std
-    return {doc_id: min(1.0, max(0.0, (score - low) / span)) for doc_id, score in run.items()}
+    return {doc_id: (score - low) / span for doc_id, score in run.items()}
