@@ -11,19 +11,18 @@ import numpy as np
 
 from ragkit.config import EncoderConfig
 from ragkit.encoders.fingerprint import fingerprint_model
-from ragkit.encoders.registry import KNOWN_PROMPTS, offline_if_local, resolve_model_path
+from ragkit.encoders.registry import (
+    KNOWN_PROMPTS,
+    module_config,
+    offline_if_local,
+    pick_device,
+    quiet_loading,
+    resolve_model_path,
+)
 from ragkit.encoders.tokens import TokenCounter
 from ragkit.errors import ConfigError
 
-__all__ = ["DenseEncoder", "pick_device"]
-
-
-def pick_device(requested: str | None = None) -> str:
-    if requested:
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+__all__ = ["DenseEncoder"]
 
 
 class DenseEncoder:
@@ -67,7 +66,7 @@ class DenseEncoder:
 
         path = resolve_model_path(config.model, kind="dense")
         try:
-            with offline_if_local(path), _quiet_loading():
+            with offline_if_local(path), quiet_loading():
                 model = SentenceTransformer(path, device=pick_device(config.device))
         except OSError as exc:
             raise ConfigError(
@@ -105,7 +104,7 @@ class DenseEncoder:
     @cached_property
     def fingerprint(self) -> dict[str, Any]:
         modules = [
-            {"type": type(m).__name__, "config": _module_config(m)} for m in self.model.children()
+            {"type": type(m).__name__, "config": module_config(m)} for m in self.model.children()
         ]
         return fingerprint_model(
             self.model,
@@ -145,14 +144,6 @@ class DenseEncoder:
         return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def _module_config(module: Any) -> dict[str, Any]:
-    getter = getattr(module, "get_config_dict", None)
-    try:
-        return dict(getter()) if getter else {}
-    except Exception:  # a module that cannot describe itself still hashes by weights
-        return {}
-
-
 def _default_prompts(model: Any, name: str) -> tuple[str, str]:
     prompts = getattr(model, "prompts", None) or {}
     query = prompts.get("query")
@@ -163,22 +154,3 @@ def _default_prompts(model: Any, name: str) -> tuple[str, str]:
             if marker in lowered:
                 return q, d
     return query or "", document or ""
-
-
-class _quiet_loading:
-    """Silence transformers' per-load progress bar inside a CLI run, restoring it after."""
-
-    def __enter__(self) -> None:
-        try:
-            from transformers.utils import logging as hf_logging
-        except ImportError:  # pragma: no cover - transformers is a hard dependency
-            self._restore = None
-            return
-        self._restore = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._restore:
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.enable_progress_bar()

@@ -11,6 +11,7 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ragkit.errors import ConfigError, MissingDependencyError
 
@@ -18,7 +19,10 @@ __all__ = [
     "DEFAULT_DENSE_MODEL",
     "DEFAULT_SPARSE_MODEL",
     "KNOWN_PROMPTS",
+    "module_config",
     "offline_if_local",
+    "pick_device",
+    "quiet_loading",
     "resolve_model_path",
 ]
 
@@ -76,3 +80,39 @@ def offline_if_local(name_or_path: str) -> Iterator[None]:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
             os.environ["HF_HUB_OFFLINE"] = previous
+
+
+def pick_device(requested: str | None = None) -> str:
+    """CUDA when present, else CPU, unless the config names a device."""
+    if requested:
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def module_config(module: Any) -> dict[str, Any]:
+    getter = getattr(module, "get_config_dict", None)
+    try:
+        return dict(getter()) if getter else {}
+    except Exception:  # a module that cannot describe itself still hashes by weights
+        return {}
+
+
+class quiet_loading:
+    """Silence transformers' per-load progress bar inside a CLI run, restoring it after."""
+
+    def __enter__(self) -> None:
+        try:
+            from transformers.utils import logging as hf_logging
+        except ImportError:  # pragma: no cover - transformers is a hard dependency
+            self._restore = None
+            return
+        self._restore = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._restore:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.enable_progress_bar()

@@ -15,9 +15,14 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from ragkit.encoders.dense import _module_config, _quiet_loading, pick_device
 from ragkit.encoders.fingerprint import fingerprint_model
-from ragkit.encoders.registry import offline_if_local, resolve_model_path
+from ragkit.encoders.registry import (
+    module_config,
+    offline_if_local,
+    pick_device,
+    quiet_loading,
+    resolve_model_path,
+)
 from ragkit.errors import ConfigError, WorkspaceError
 
 __all__ = ["SpladeEncoder", "sparse_from_bytes", "sparse_to_bytes"]
@@ -55,7 +60,7 @@ class SpladeEncoder:
 
         path = resolve_model_path(name, kind="sparse")
         try:
-            with offline_if_local(path), _quiet_loading():
+            with offline_if_local(path), quiet_loading():
                 model = SparseEncoder(path, device=pick_device(device))
         except OSError as exc:
             raise ConfigError(
@@ -78,7 +83,7 @@ class SpladeEncoder:
     @cached_property
     def fingerprint(self) -> dict[str, Any]:
         modules = [
-            {"type": type(m).__name__, "config": _module_config(m)} for m in self.model.children()
+            {"type": type(m).__name__, "config": module_config(m)} for m in self.model.children()
         ]
         prompts = dict(getattr(self.model, "prompts", None) or {})
         return fingerprint_model(

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ragkit.encoders.dense import _quiet_loading, pick_device
-from ragkit.encoders.registry import offline_if_local
+from ragkit.encoders.registry import offline_if_local, pick_device, quiet_loading
 from ragkit.errors import ConfigError
 
 __all__ = ["CrossEncoderReranker"]
@@ -35,7 +34,7 @@ class CrossEncoderReranker:
         from sentence_transformers import CrossEncoder
 
         try:
-            with offline_if_local(name_or_path), _quiet_loading():
+            with offline_if_local(name_or_path), quiet_loading():
                 model = CrossEncoder(name_or_path, device=pick_device(device))
         except OSError as exc:
             raise ConfigError(
