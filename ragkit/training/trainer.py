@@ -1,0 +1,218 @@
+"""Train one encoder with the sentence-transformers trainer: seeded, checkpointed, CPU or CUDA.
+
+The data are (query, positive, negative_1..n) rows; ``BatchSamplers.NO_DUPLICATES`` keeps a text
+from appearing twice in a batch, since in-batch negatives that equal a row's positive would teach
+the model to push a query away from its own answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragkit.errors import ConfigError, MissingDependencyError
+from ragkit.training.losses import build_loss, teacher_embeddings
+from ragkit.training.pairs import Pair
+
+if TYPE_CHECKING:
+    from ragkit.encoders.dense import DenseEncoder
+
+__all__ = ["TrainConfig", "TrainRun", "describe_loss", "train_encoder"]
+
+ProgressCallback = Callable[[str, int], None]
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_seq_length: int | None = 128
+    temperature: float = 0.05
+    alpha: float = 5.0
+    spread_out_weight: float = 0.0
+    matryoshka_dims: tuple[int, ...] = ()
+    distillation_weight: float = 1.0  # used only when a teacher is given
+    distillation_distance: str = "cosine"
+    seeds: tuple[int, ...] = (0,)
+    save_strategy: str = "epoch"  # "epoch" or "steps"
+    save_steps: int = 500
+    device: str | None = None  # None: CUDA when present, else CPU
+    logging_steps: int = 10
+
+    def validate(self) -> None:
+        if self.epochs <= 0 or self.batch_size < 2 or self.learning_rate <= 0:
+            raise ConfigError(
+                "training needs epochs > 0, batch_size >= 2 (in-batch negatives) and lr > 0"
+            )
+        if self.save_strategy not in ("epoch", "steps"):
+            raise ConfigError(
+                f"save_strategy must be 'epoch' or 'steps', not {self.save_strategy!r}"
+            )
+        if not self.seeds:
+            raise ConfigError("give at least one seed")
+
+
+@dataclass
+class TrainRun:
+    seed: int
+    model: Any
+    checkpoints: list[Path]
+    steps: int
+    seconds: float
+    loss: dict[str, Any]
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train_encoder(
+    base: DenseEncoder,
+    pairs: Sequence[Pair],
+    config: TrainConfig,
+    output_dir: str | Path,
+    *,
+    seed: int = 0,
+    teacher: DenseEncoder | None = None,
+    progress: ProgressCallback | None = None,
+) -> TrainRun:
+    """Fine-tune a copy of ``base.model`` on ``pairs``; checkpoints go to ``output_dir``.
+
+    The base encoder is left untouched, so it can still serve as the "before" of a comparison.
+    """
+    try:
+        from sentence_transformers import (
+            SentenceTransformerTrainer,
+            SentenceTransformerTrainingArguments,
+        )
+        from sentence_transformers.base.sampler import BatchSamplers
+        from transformers import PrinterCallback, TrainerCallback, set_seed
+    except ImportError as exc:  # datasets / accelerate come with the [train] extra
+        raise MissingDependencyError(
+            "sentence-transformers[train]", "train", "Fine-tuning"
+        ) from exc
+
+    config.validate()
+    import torch
+
+    output_dir = Path(output_dir)
+    set_seed(seed)
+    model = copy.deepcopy(base.model)
+    original_length = model.max_seq_length
+    if config.max_seq_length:
+        _set_max_length(model, config.max_seq_length)
+    dataset, columns = _dataset(pairs, teacher)
+    loss = build_loss(
+        model,
+        temperature=config.temperature,
+        alpha=config.alpha,
+        spread_out_weight=config.spread_out_weight,
+        matryoshka_dims=config.matryoshka_dims,
+        distillation_weight=config.distillation_weight if teacher is not None else 0.0,
+        distillation_distance=config.distillation_distance,
+        teacher_dim=teacher.dim if teacher is not None else None,
+    )
+    prompts = {
+        column: (base.query_prompt if column == "anchor" else base.document_prompt)
+        for column in columns
+    }
+    prompts = {k: v for k, v in prompts.items() if v}
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        prompts=prompts or None,
+        seed=seed,
+        data_seed=seed,
+        save_strategy=config.save_strategy,
+        save_steps=config.save_steps,
+        save_only_model=True,
+        logging_steps=config.logging_steps,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+    )
+
+    class Trainer(SentenceTransformerTrainer):
+        def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+            pass  # ragkit writes its own model card (ragkit.training.model_card)
+
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    trainer.remove_callback(PrinterCallback)
+    if progress is not None:
+        trainer.add_callback(_progress_callback(progress, TrainerCallback))
+    started = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - started
+    _set_max_length(model, original_length)
+    model.eval()
+    checkpoints = sorted(
+        output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1])
+    )
+    return TrainRun(
+        seed=seed,
+        model=model,
+        checkpoints=checkpoints,
+        steps=int(result.global_step),
+        seconds=seconds,
+        loss=describe_loss(loss),
+        log=[dict(entry) for entry in trainer.state.log_history],
+    )
+
+
+def describe_loss(loss: Any) -> dict[str, Any]:
+    """The loss and its configuration, wrapped losses included, for the model card."""
+    described: dict[str, Any] = {"class": type(loss).__name__, **loss.get_config_dict()}
+    inner = getattr(loss, "loss", None)
+    if inner is not None and hasattr(inner, "get_config_dict"):
+        described["loss"] = describe_loss(inner)
+    return described
+
+
+def _set_max_length(model: Any, value: int | None) -> None:
+    # Static (bag-of-words) models have no length limit to set.
+    with contextlib.suppress(AttributeError):
+        model.max_seq_length = value
+
+
+def _dataset(pairs: Sequence[Pair], teacher: DenseEncoder | None) -> tuple[Any, list[str]]:
+    from datasets import Dataset
+
+    if not pairs:
+        raise ConfigError("no training pairs")
+    negatives = min(len(p.negatives) for p in pairs)
+    columns = ["anchor", "positive", *(f"negative_{i + 1}" for i in range(negatives))]
+    data: dict[str, list[Any]] = {
+        "anchor": [p.query for p in pairs],
+        "positive": [p.positive for p in pairs],
+    }
+    for i in range(negatives):
+        data[f"negative_{i + 1}"] = [p.negatives[i] for p in pairs]
+    if teacher is not None:
+        kinds = ["query", *(["document"] * (len(columns) - 1))]
+        data["label"] = teacher_embeddings(
+            teacher, [data[c] for c in columns], kinds=kinds
+        ).tolist()
+    return Dataset.from_dict(data), columns
+
+
+def _progress_callback(progress: ProgressCallback, base: type) -> Any:
+    class Progress(base):  # type: ignore[misc, valid-type]
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            progress("train_total", int(state.max_steps))
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            progress("train", 1)
+
+    return Progress()
