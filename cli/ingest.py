@@ -98,6 +98,7 @@ class _progress:
         )
         self.task = self.bar.add_task("files", total=None, chunks=0, rate="")
         self.chunks = 0
+        self.sparse = 0
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         self.bar.__enter__()
@@ -112,6 +113,9 @@ class _progress:
             self.bar.update(self.task, total=(task.total or 0) + n)
         elif event == "file":
             self.bar.advance(self.task, n)
+        elif event == "sparse_chunks":
+            self.sparse += n
+            self.bar.update(self.task, description=f"files · sparse index {self.sparse} chunks")
         elif event == "chunks":
             self.chunks += n
             elapsed = task.elapsed or 0

@@ -184,6 +184,8 @@ class _IngestJob:
         self.collection = self.ws.ensure_collection()
         self.channel = self.ws.sparse_channel
         self.writer = CollectionWriter(self.collection, self.channel)
+        if self.writer.sparse_needs_rebuild and self.channel is not None:
+            self.channel.warm(self.store, self.progress)
         self.model_fp = encoder.fingerprint["id"]
         if self.store.get_meta("chunking_fp") not in (None, chunker.fingerprint):
             self._rechunk_all()

@@ -160,6 +160,10 @@ class CollectionWriter:
     def dirty(self) -> bool:
         return self._dirty
 
+    @property
+    def sparse_needs_rebuild(self) -> bool:
+        return self.channel is not None and self._sparse_rebuild
+
     def commit(self) -> None:
         """Call inside the store transaction that wrote the chunk rows."""
         if not self._dirty:

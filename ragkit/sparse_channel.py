@@ -51,6 +51,11 @@ class SparseChannel(Protocol):
 
     def rebuild(self, index: Any, store: Store) -> None: ...
 
+    def warm(self, store: Store, progress: ProgressCallback) -> None:
+        """Before a rebuild, outside any transaction: cache what the rebuild will need, so a
+        long encode neither holds the store's write lock nor is lost to a crash."""
+        ...
+
     def search(
         self, index: Any, texts: Sequence[str], k: int, allowed_ids: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]: ...
@@ -96,6 +101,9 @@ class Bm25Channel:
         rows = store.chunk_hashes()
         ids = np.array([row[0] for row in rows], dtype=np.int64)
         index.rebuild(ids, [row[2] for row in rows])
+
+    def warm(self, store: Store, progress: ProgressCallback) -> None:
+        return None
 
     def search(
         self, index: Any, texts: Sequence[str], k: int, allowed_ids: np.ndarray | None
@@ -144,7 +152,17 @@ class SpladeChannel:
             [c.text_hash for c in chunks], {c.text_hash: c.embed_text for c in chunks}, store
         )
 
-    def _vectors(self, hashes: list[str], texts: dict[str, str], store: Store) -> Any:
+    def warm(self, store: Store, progress: ProgressCallback) -> None:
+        rows = store.chunk_hashes()
+        self._vectors([row[1] for row in rows], {row[1]: row[2] for row in rows}, store, progress)
+
+    def _vectors(
+        self,
+        hashes: list[str],
+        texts: dict[str, str],
+        store: Store,
+        progress: ProgressCallback | None = None,
+    ) -> Any:
         from scipy import sparse
 
         from ragkit.encoders.sparse import sparse_from_bytes, sparse_to_bytes
@@ -160,6 +178,8 @@ class SpladeChannel:
             blobs = [sparse_to_bytes(matrix[i]) for i in range(matrix.shape[0])]
             store.cache_blobs(part, self.fingerprint, blobs)
             cached.update(zip(part, blobs, strict=True))
+            if progress is not None:
+                progress("sparse_chunks", len(part))
         return sparse.vstack([sparse_from_bytes(cached[h], vocab) for h in hashes], format="csr")
 
     def apply(self, index: Any, removed: np.ndarray, new_ids: np.ndarray, prepared: Any) -> bool:

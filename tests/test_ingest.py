@@ -256,3 +256,32 @@ def test_qdrant_written_in_place_is_reconciled_after_a_failed_commit(
     assert kit.ingest(docs).files_new == 1
     assert store_ids(kit) == index_ids(kit)
     kit.close()
+
+
+def test_switching_to_splade_builds_its_index_from_the_store_and_caches_it(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("cognition", reason="the default SPLADE model ships with ragkit[sparse]")
+    workspace.ingest(docs)
+    workspace.config.sparse.model = "splade"
+    workspace._sparse_channel = False  # re-read the config
+    channel = workspace.sparse_channel
+    calls: list[int] = []
+    original = channel.encoder.encode_documents
+    channel.encoder.encode_documents = lambda texts: calls.append(len(texts)) or original(texts)
+    report = workspace.ingest(docs)
+    assert report.chunks_encoded == 0  # dense vectors untouched
+    assert sum(calls) == 4  # every chunk encoded once by SPLADE
+    cached = workspace.store.cached_blobs(
+        [h for _, h, _ in workspace.store.chunk_hashes()], channel.fingerprint
+    )
+    assert len(cached) == 4
+    assert store_ids(workspace) == index_ids(workspace)
+    assert workspace.query("dog pear", k=1, mode="sparse")[0].headings == ("Pets", "Dogs")
+    # back to BM25 and again to SPLADE: the SPLADE vectors come from the cache
+    for model in ("bm25", "splade"):
+        workspace.config.sparse.model = model
+        workspace._sparse_channel = False
+        if model == "splade":
+            workspace._sparse_channel = channel
+        workspace.ingest(docs)
+    assert sum(calls) == 4
+    assert store_ids(workspace) == index_ids(workspace)
