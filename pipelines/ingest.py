@@ -363,7 +363,9 @@ class _IngestJob:
         self.report.chunks_from_cache += len(chunks) - sum(1 for c in chunks if c.text_hash in todo)
         if todo:
             started = time.perf_counter()
-            pending = list(todo.items())
+            # sentence-transformers sorts by length only within one call: sort across the whole
+            # batch so each call pads little (unsorted windows cost ~15% more encoder time).
+            pending = sorted(todo.items(), key=lambda item: len(item[1]))
             step = max(encoder.batch_size * 8, 256)
             for start in range(0, len(pending), step):
                 part = pending[start : start + step]

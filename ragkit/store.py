@@ -335,7 +335,7 @@ class Store:
 
     def cache_blobs(self, hashes: Sequence[str], model_fp: str, blobs: Sequence[bytes]) -> None:
         rows = [(h, model_fp, b) for h, b in zip(hashes, blobs, strict=True)]
-        with self._lock:
+        with self.transaction():  # one fsync per batch, not one per vector
             self._db.executemany(
                 "INSERT OR REPLACE INTO embeddings(text_hash, model_fp, vector) VALUES(?,?,?)", rows
             )
