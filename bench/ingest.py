@@ -1,0 +1,457 @@
+"""Ingest throughput: ragkit end to end against the bare encoder (and, optionally, LangChain).
+
+    python bench/ingest.py [--dataset DIR] [--limit N] [--langchain] [--batch-size 64]
+
+A BEIR corpus is written out as one small ``<_id>.txt`` file per document (the realistic case
+for a docs folder; the txt loader takes the file stem as the title, and the title leads the
+file as its own paragraph when it is not the id); a plain folder is copied and ingested as is.
+Rows of the table:
+
+- ragkit ingest: a fresh workspace, ``kit.ingest(dir)``, wall clock of the whole call (walk,
+  hash, parse, chunk, encode, SQLite, FAISS, commits); the encoder is loaded beforehand.
+- raw model.encode: the very texts that ingest embedded (read back from the store), through
+  ``SentenceTransformer.encode(texts, batch_size=...)`` on the same model object: the ceiling.
+  It runs twice, right after the ingest and at the very end, and the faster run is the
+  reference: on a shared machine the load drifts, and this keeps the ratios conservative.
+- langchain pipeline (``--langchain``): DirectoryLoader + TextLoader, a token-sized
+  RecursiveCharacterTextSplitter on the same tokenizer, HuggingFaceEmbeddings on the same local
+  model folder, ``FAISS.from_documents``; model load not timed, like ragkit's.
+- re-ingest unchanged / 1% changed: the same workspace ingests the folder again, then again
+  after a sentence was appended to 1% of the files.
+
+"encoder calls" counts the texts that actually went through ``SentenceTransformer.encode``
+(the method is wrapped), independently of what the ingest report claims.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import dataclasses
+import hashlib
+import os
+import pstats
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common
+
+_common.offline()
+
+_TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown"}
+_CHANGE = "\n\nThis description was edited after the first ingest, for the benchmark.\n"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+@=-]")
+
+
+# -- corpus on disk -------------------------------------------------------------------------
+def _file_stem(doc_id: str, taken: set[str]) -> str:
+    stem = _UNSAFE.sub("_", doc_id).lstrip(".")
+    if not stem or stem != doc_id or len(stem) > 120:
+        # the id had to change to be a file name: a digest keeps such names unique
+        digest = hashlib.blake2b(doc_id.encode(), digest_size=4).hexdigest()
+        stem = f"{stem[:110] or 'doc'}~{digest}"
+    base, n = stem, 1
+    while stem.lower() in taken:
+        n += 1
+        stem = f"{base}~{n}"
+    taken.add(stem.lower())
+    return stem
+
+
+def write_corpus(dataset: Path, target: Path, limit: int | None) -> tuple[int, int]:
+    """Write the corpus (BEIR) or copy the folder; return (files, bytes)."""
+    target.mkdir(parents=True)
+    files = size = 0
+    if _common.is_beir(dataset):
+        taken: set[str] = set()
+        for doc in _common.iter_corpus(dataset, limit):
+            stem = _file_stem(doc["_id"], taken)
+            title = " ".join(doc["title"].split())
+            body = doc["text"].strip()
+            if title and title != stem:
+                body = f"{title}\n\n{body}"
+            path = target / f"{stem}.txt"
+            path.write_text(body + "\n", encoding="utf-8")
+            files += 1
+            size += path.stat().st_size
+        return files, size
+    if not dataset.is_dir():
+        raise SystemExit(f"{dataset}: neither a BEIR folder (corpus.jsonl) nor a folder")
+    sources = sorted(p for p in dataset.rglob("*") if p.is_file() and not _hidden(p, dataset))
+    for path in sources[:limit] if limit is not None else sources:
+        out = target / path.relative_to(dataset)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out)
+        files += 1
+        size += out.stat().st_size
+    return files, size
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def change_files(folder: Path, fraction: float, seed: int = 0) -> list[Path]:
+    """Append a sentence to ``fraction`` of the text files (at least one)."""
+    candidates = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _TEXT_SUFFIXES)
+    if not candidates:
+        return []
+    count = max(1, round(len(candidates) * fraction))
+    chosen = sorted(random.Random(seed).sample(candidates, count))
+    for path in chosen:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(_CHANGE)
+    return chosen
+
+
+# -- counting what reaches the model ----------------------------------------------------------
+class EncodeCounter:
+    """Wrap ``model.encode`` on one SentenceTransformer instance to count calls and texts."""
+
+    def __init__(self, model: Any) -> None:
+        self.calls = 0
+        self.texts = 0
+        self._original = model.encode
+
+        def encode(sentences: Any, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            self.texts += 1 if isinstance(sentences, str) else len(sentences)
+            return self._original(sentences, *args, **kwargs)
+
+        model.encode = encode
+
+    def take(self) -> tuple[int, int]:
+        out = (self.calls, self.texts)
+        self.calls = self.texts = 0
+        return out
+
+
+class Clock:
+    """Wall and process CPU seconds of a block.
+
+    On a shared machine wall time swings with other people's load; this process's CPU seconds
+    (all its threads) swing much less, so both are reported.
+    """
+
+    def __enter__(self) -> Clock:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def raw_encode(model: Any, texts: list[str], batch_size: int) -> Clock:
+    with Clock() as clock:
+        model.encode(texts, batch_size=batch_size)
+    return clock
+
+
+# -- the benchmark ----------------------------------------------------------------------------
+def run_langchain(
+    docs: Path, model_path: str, tokenizer: Any, chunk_tokens: int, overlap: int, batch_size: int
+) -> dict[str, Any]:
+    """Files -> Documents -> token-sized chunks -> embeddings -> FAISS, all timed but the load."""
+    warnings.filterwarnings("ignore", message=r"(?is).*langchain")  # deprecation notices
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the splitter measures whole files: >256-token notices
+    hf_logging.disable_progress_bar()  # "Loading weights" bar of the second model load
+    try:
+        from langchain_community.document_loaders import DirectoryLoader, TextLoader
+        from langchain_community.vectorstores import FAISS
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+        try:  # the maintained package, when its huggingface-hub pin fits this environment
+            from langchain_huggingface import HuggingFaceEmbeddings
+        except ImportError:
+            from langchain_community.embeddings import HuggingFaceEmbeddings
+    except ImportError as exc:
+        raise SystemExit(
+            f"--langchain needs LangChain ({exc.name} is missing): "
+            "pip install langchain-text-splitters langchain-community"
+        ) from exc
+
+    from langchain_core._api.deprecation import suppress_langchain_deprecation_warning
+
+    started = time.perf_counter()
+    with suppress_langchain_deprecation_warning():  # langchain_community's class is deprecated
+        embeddings = HuggingFaceEmbeddings(
+            model_name=model_path,
+            model_kwargs={"device": "cpu"},
+            encode_kwargs={"batch_size": batch_size, "normalize_embeddings": True},
+        )
+    load_seconds = time.perf_counter() - started
+    counter = EncodeCounter(embeddings.client)
+    embeddings.client.encode(["warm up"] * 4)
+    counter.take()
+    splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+        tokenizer, chunk_size=chunk_tokens, chunk_overlap=overlap
+    )
+
+    with Clock() as clock:
+        started = time.perf_counter()
+        loader = DirectoryLoader(
+            str(docs),
+            glob="**/*",
+            loader_cls=TextLoader,
+            loader_kwargs={"encoding": "utf-8"},
+            silent_errors=True,
+        )
+        documents = loader.load()
+        loaded = time.perf_counter()
+        chunks = splitter.split_documents(documents)
+        split = time.perf_counter()
+        store = FAISS.from_documents(chunks, embeddings)
+    seconds = clock.wall
+    calls, texts = counter.take()
+    return {
+        "documents": len(documents),
+        "chunks": len(chunks),
+        "vectors": store.index.ntotal,
+        "seconds": seconds,
+        "cpu_seconds": clock.cpu,
+        "load_split_seconds": {"load": loaded - started, "split": split - loaded},
+        "embed_and_index_seconds": seconds - (split - started),
+        "model_load_seconds": load_seconds,
+        "encode_calls": calls,
+        "encoded_texts": texts,
+        "chunk_tokens": chunk_tokens,
+        "chunk_overlap": overlap,
+        "embeddings_class": f"{HuggingFaceEmbeddings.__module__}.HuggingFaceEmbeddings",
+    }
+
+
+def main() -> None:
+    p = _common.parser(__doc__.split("\n")[0])
+    p.add_argument("--langchain", action="store_true", help="also time a LangChain pipeline")
+    p.add_argument("--batch-size", type=int, default=64, help="encoder batch size (default 64)")
+    p.add_argument(
+        "--changed", type=float, default=0.01, help="fraction of files to edit (default 0.01)"
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="run the first ingest under cProfile, print the top entries, dump stats to FILE",
+    )
+    args = p.parse_args()
+
+    import ragkit
+    from ragkit.config import EncoderConfig
+    from ragkit.encoders.dense import DenseEncoder
+    from ragkit.encoders.registry import resolve_model_path
+
+    info = _common.machine()
+    print(_common.machine_line(info))
+
+    with tempfile.TemporaryDirectory(prefix="ragkit-bench-ingest-") as tmp:
+        docs = Path(tmp) / "docs"
+        files, size = write_corpus(args.dataset, docs, args.limit)
+        print(f"corpus: {files:,} files, {size / 1e6:.1f} MB in {docs}")
+
+        started = time.perf_counter()
+        encoder = DenseEncoder.load(EncoderConfig(batch_size=args.batch_size))
+        model_load = time.perf_counter() - started
+        model = encoder.model
+        counter = EncodeCounter(model)
+        model.encode(["warm up"] * 4, batch_size=args.batch_size)  # first-call costs, for all
+        counter.take()
+
+        # 1. ragkit, end to end, fresh workspace
+        kit = ragkit.open(Path(tmp) / "workspace", encoder=encoder)
+        profiler = cProfile.Profile() if args.profile else None
+        with Clock() as first_clock:
+            if profiler:
+                profiler.enable()
+            first = kit.ingest(docs)
+            if profiler:
+                profiler.disable()
+        first_calls = counter.take()
+        if first.failures:
+            print(f"warning: {len(first.failures)} files failed, e.g. {first.failures[0]}")
+
+        # 2. raw encode of exactly the texts that were embedded
+        embedded = {h: text for _, h, text in kit.store.chunk_hashes()}
+        texts = list(embedded.values())
+        raw_runs = [raw_encode(model, texts, args.batch_size)]
+        raw_calls = counter.take()
+
+        # 3. re-ingest, nothing changed
+        with Clock() as again_clock:
+            again = kit.ingest(docs)
+        again_calls = counter.take()
+
+        # 4. re-ingest after editing 1% of the files
+        changed = change_files(docs, args.changed)
+        with Clock() as edited_clock:
+            edited = kit.ingest(docs)
+        edited_calls = counter.take()
+        chunks_total = kit.store.counts()["chunks"]
+        settings = {k: v for k, v in dataclasses.asdict(kit.config).items() if k != "sources"}
+        sparse = settings.get("sparse", {}).get("model", "none")
+        kit.close()
+
+        # 5. LangChain, same files (after the edit: 1% of files have one more sentence)
+        langchain = None
+        if args.langchain:
+            langchain = run_langchain(
+                docs,
+                resolve_model_path("default"),
+                model.tokenizer,
+                encoder.max_seq_length - encoder.tokens.special_tokens,
+                kit.config.chunking.overlap_tokens,
+                args.batch_size,
+            )
+
+        # 6. raw encode once more: on a shared machine the load drifts during a long run;
+        # the faster of the two is the reference (the ratios are then conservative).
+        raw_runs.append(raw_encode(model, texts, args.batch_size))
+        counter.take()
+        load_at_end = [round(x, 2) for x in os.getloadavg()]
+
+    raw = min(raw_runs, key=lambda c: c.wall)
+    raw_cpu = raw.cpu
+    raw_rate = len(texts) / raw.wall
+    first_wall = first_clock.wall
+
+    def row(step: str, chunks: int, clock: Clock | None, encoded: int, rate: bool) -> list[Any]:
+        wall = clock.wall if clock else langchain["seconds"]  # type: ignore[index]
+        cpu = clock.cpu if clock else langchain["cpu_seconds"]  # type: ignore[index]
+        per_second = chunks / wall if rate else None
+        return [
+            step,
+            f"{chunks:,}",
+            _common.fmt_seconds(wall),
+            _common.fmt_seconds(cpu),
+            f"{per_second:,.1f}" if per_second else None,
+            f"{per_second / raw_rate:.2f}×" if per_second else None,
+            f"{raw_cpu / cpu * chunks / len(texts):.2f}×" if rate else None,
+            f"{100 * wall / first_wall:.1f}%",
+            f"{encoded:,}",
+        ]
+
+    columns = [
+        "step",
+        "chunks",
+        "seconds",
+        "CPU s",
+        "chunks/s",
+        "ratio vs raw",
+        "CPU ratio vs raw",
+        "% of first ingest",
+        "encoder calls (texts)",
+    ]
+    rows = [
+        row("ragkit ingest", first.chunks_added, first_clock, first_calls[1], True),
+        row("raw model.encode (best of 2)", len(texts), raw, raw_calls[1], True),
+    ]
+    if langchain:
+        rows.append(
+            row("langchain pipeline", langchain["chunks"], None, langchain["encoded_texts"], True)
+        )
+    rows += [
+        row("re-ingest unchanged", again.chunks_added, again_clock, again_calls[1], False),
+        row(
+            f"re-ingest {args.changed:.0%} changed",
+            edited.chunks_added,
+            edited_clock,
+            edited_calls[1],
+            False,
+        ),
+    ]
+    caption = (
+        f"{files:,} files; ragkit encode {first.encode_seconds:.1f}s of {first_wall:.1f}s wall "
+        f"({first_wall - first.encode_seconds:.1f}s outside the encoder); "
+        f"raw encode runs {' / '.join(f'{c.wall:.1f}s' for c in raw_runs)}; "
+        f"load avg {info.get('load_avg_at_start')} -> {load_at_end}; "
+        f"{first.commits} commits; sparse channel: {sparse}; "
+        f"model load {model_load:.1f}s, not timed"
+    )
+    _common.print_table("ragkit ingest benchmark", columns, rows, caption=caption)
+    print(_common.machine_line(info))
+    print()
+    print(_common.markdown_table(columns, rows))
+
+    def per_cpu(chunks: int, cpu: float) -> float:
+        return chunks / cpu / (len(texts) / raw_cpu)
+
+    result: dict[str, Any] = {
+        "machine": info,
+        "load_avg_at_end": load_at_end,
+        "dataset": str(args.dataset),
+        "limit": args.limit,
+        "batch_size": args.batch_size,
+        "files": files,
+        "bytes": size,
+        "model_load_seconds": model_load,
+        "workspace_settings": settings,
+        "ragkit": {
+            "wall_seconds": first_wall,
+            "cpu_seconds": first_clock.cpu,
+            "chunks_per_second": first.chunks_added / first_wall,
+            "ratio_vs_raw": first.chunks_added / first_wall / raw_rate,
+            "cpu_ratio_vs_raw": per_cpu(first.chunks_added, first_clock.cpu),
+            "outside_encoder_seconds": first_wall - first.encode_seconds,
+            "encode_calls": first_calls[0],
+            "encoded_texts": first_calls[1],
+            "report": first.to_dict(),
+        },
+        "raw_encode": {
+            "texts": len(texts),
+            "seconds": raw.wall,
+            "cpu_seconds": raw_cpu,
+            "runs": [{"wall": c.wall, "cpu": c.cpu} for c in raw_runs],
+            "chunks_per_second": raw_rate,
+            "encode_calls": raw_calls[0],
+        },
+        "langchain": langchain
+        and {
+            **langchain,
+            "chunks_per_second": langchain["chunks"] / langchain["seconds"],
+            "ratio_vs_raw": langchain["chunks"] / langchain["seconds"] / raw_rate,
+            "cpu_ratio_vs_raw": per_cpu(langchain["chunks"], langchain["cpu_seconds"]),
+        },
+        "reingest_unchanged": {
+            "wall_seconds": again_clock.wall,
+            "cpu_seconds": again_clock.cpu,
+            "share_of_first": again_clock.wall / first_wall,
+            "encoded_texts": again_calls[1],
+            "report": again.to_dict(),
+        },
+        "reingest_changed": {
+            "fraction": args.changed,
+            "files_changed": len(changed),
+            "wall_seconds": edited_clock.wall,
+            "cpu_seconds": edited_clock.cpu,
+            "share_of_first": edited_clock.wall / first_wall,
+            "encoded_texts": edited_calls[1],
+            "chunks_in_store": chunks_total,
+            "report": edited.to_dict(),
+        },
+        "table_markdown": _common.markdown_table(columns, rows),
+    }
+    if profiler:  # profiled timings are inflated: keep them out of the results
+        print("\n(--profile: results JSON not written)")
+        profiler.dump_stats(args.profile)
+        print(f"\n--- cProfile of the first ingest ({args.profile}) ---")
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(30)
+    else:
+        path = _common.write_result("ingest", result)
+        print(f"\nwrote {path.relative_to(_common.REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
