@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragkit.config import EncoderConfig
 from ragkit.encoders.dense import DenseEncoder
+from ragkit.encoders.registry import quiet_loading
 from ragkit.errors import ConfigError
 from ragkit.evaluation import load_beir
 from ragkit.training.evaluator import RetrievalEvaluator, hard_subset
@@ -190,7 +191,8 @@ def finetune(
         "query": base.query_prompt,
         "document": base.document_prompt,
     }
-    model.save(str(output), create_model_card=False)
+    with quiet_loading():
+        model.save(str(output), create_model_card=False)
     tuned = DenseEncoder.load(
         EncoderConfig(
             model=str(output),
@@ -363,9 +365,9 @@ def _choose(
         for checkpoint in run.checkpoints:
             if int(checkpoint.name.rsplit("-", 1)[-1]) >= run.steps:
                 continue  # the last checkpoint is the final model, already in memory
-            candidates[f"seed-{run.seed}/{checkpoint.name}"] = SentenceTransformer(
-                str(checkpoint), device=str(run.model.device)
-            )
+            with quiet_loading():
+                model = SentenceTransformer(str(checkpoint), device=str(run.model.device))
+            candidates[f"seed-{run.seed}/{checkpoint.name}"] = model
         candidates[f"seed-{run.seed}/final"] = run.model
     if len(candidates) == 1 or not config.select or not validation:
         return runs[-1].model, None

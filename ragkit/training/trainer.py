@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragkit.encoders.registry import quiet_loading
 from ragkit.errors import ConfigError, MissingDependencyError
 from ragkit.training.losses import build_loss, teacher_embeddings
 from ragkit.training.pairs import Pair
@@ -153,7 +154,8 @@ def train_encoder(
     if progress is not None:
         trainer.add_callback(_progress_callback(progress, TrainerCallback))
     started = time.perf_counter()
-    result = trainer.train()
+    with quiet_loading():  # transformers' per-save progress bars; ragkit reports progress
+        result = trainer.train()
     seconds = time.perf_counter() - started
     _set_max_length(model, original_length)
     model.eval()
