@@ -31,6 +31,7 @@ def source_packages() -> set[str]:
 
 def test_pyproject_lists_every_package() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert len(config["packages"]) == len(set(config["packages"])), "a package is listed twice"
     assert set(config["packages"]) == source_packages()
     assert config["package-dir"] == {v: k for k, v in FOLDERS.items()}
 
