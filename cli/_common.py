@@ -9,10 +9,18 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ragkit.errors import RagkitError
 
-__all__ = ["WorkspaceOption", "console", "err_console", "exit_with", "print_json"]
+__all__ = [
+    "ProgressView",
+    "WorkspaceOption",
+    "console",
+    "err_console",
+    "exit_with",
+    "print_json",
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -44,3 +52,33 @@ def exit_with(error: RagkitError) -> NoReturn:
 
     err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_LOCKED if isinstance(error, WorkspaceLockedError) else EXIT_ERROR)
+
+
+class ProgressView:
+    """A rich progress bar on stderr fed by a job's ``(event, count)`` callback.
+
+    ``with View(quiet=...) as on_progress:`` hands the callback to the job; subclasses say what
+    each event does in :meth:`update`.
+    """
+
+    def __init__(self, *, quiet: bool, extra_columns: tuple[Any, ...] = ()) -> None:
+        self.quiet = quiet
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            *extra_columns,
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=quiet,
+        )
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self.bar.__enter__()
+        return self.update
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+    def update(self, event: str, n: int) -> None:
+        raise NotImplementedError

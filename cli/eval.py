@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ragkit.cli._common import console, err_console, exit_with, print_json
+from ragkit.cli._common import ProgressView, console, exit_with, print_json
 from ragkit.errors import ConfigError, RagkitError
 
 
@@ -97,24 +96,10 @@ def eval_command(
     _render(report)
 
 
-class _progress:
+class _progress(ProgressView):
     def __init__(self, *, quiet: bool) -> None:
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=quiet,
-        )
+        super().__init__(quiet=quiet)
         self.tasks: dict[str, int] = {}
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        self.bar.__enter__()
-        return self.update
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)
 
     def update(self, event: str, n: int) -> None:
         kind = "queries" if event.startswith("queries") else "files"

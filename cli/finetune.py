@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ragkit.cli._common import WorkspaceOption, console, err_console, exit_with, print_json
+from ragkit.cli._common import ProgressView, WorkspaceOption, console, exit_with, print_json
 from ragkit.errors import ConfigError, RagkitError
 
 __all__ = ["finetune_command"]
@@ -183,25 +182,10 @@ def _dims(text: str | None) -> tuple[int, ...]:
         ) from None
 
 
-class _Progress:
+class _Progress(ProgressView):
     def __init__(self, *, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=quiet,
-        )
+        super().__init__(quiet=quiet)
         self.tasks: dict[str, Any] = {}
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        self.bar.__enter__()
-        return self.update
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)
 
     def update(self, event: str, n: int) -> None:
         if event in _STAGES:

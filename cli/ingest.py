@@ -7,19 +7,15 @@ from typing import Annotated
 
 import typer
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
     TextColumn,
-    TimeElapsedColumn,
 )
 from rich.table import Table
 
 from ragkit.cli._common import (
     EXIT_PARTIAL,
+    ProgressView,
     WorkspaceOption,
     console,
-    err_console,
     exit_with,
     print_json,
 )
@@ -82,30 +78,15 @@ def ingest_command(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-class _progress:
-    """A rich progress bar fed by the ingest job's (event, count) callback."""
+class _progress(ProgressView):
+    """Files done, chunks embedded and the embedding rate."""
 
     def __init__(self, *, quiet: bool) -> None:
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[chunks]} chunks embedded · {task.fields[rate]}"),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=quiet,
-            transient=False,
-        )
+        columns = (TextColumn("{task.fields[chunks]} chunks embedded · {task.fields[rate]}"),)
+        super().__init__(quiet=quiet, extra_columns=columns)
         self.task = self.bar.add_task("files", total=None, chunks=0, rate="")
         self.chunks = 0
         self.sparse = 0
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        self.bar.__enter__()
-        return self.update
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)
 
     def update(self, event: str, n: int) -> None:
         task = self.bar.tasks[0]
