@@ -148,6 +148,9 @@ class CollectionWriter:
     ) -> None:
         if len(removed_ids) and not self._needs_rebuild:
             self._needs_rebuild = not self.index.remove(removed_ids)
+        retrain = getattr(self.index, "needs_retrain", None)
+        if not self._needs_rebuild and retrain is not None:
+            self._needs_rebuild = retrain(len(new_ids))
         if not self._needs_rebuild:
             self.index.add(new_ids, vectors)
         if self.channel is not None and not self._sparse_rebuild:

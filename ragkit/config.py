@@ -56,7 +56,9 @@ class ChunkingConfig:
 @dataclass(kw_only=True)
 class IndexConfig:
     """Dense index backend (``faiss``, ``qdrant``, ``qdrant-edge``) and type: ``flat`` (exact),
-    ``hnsw``, or ``ivfpq`` (+ refine, FAISS only).
+    ``hnsw``, and with FAISS also ``ivfpq`` (+ exact refine), ``int8`` (scalar quantized, 4x
+    smaller) or ``binary`` (one bit per dimension, rescored with int8 codes when ``refine``).
+    ``refine_k_factor``: candidates per hit that the refine step rescores.
 
     Qdrant: ``qdrant_url`` selects a server; otherwise an embedded store in the collection's
     folder (``qdrant_path`` to put it elsewhere). The API key is read from ``QDRANT_API_KEY``

@@ -35,7 +35,7 @@ def exact(ids, vectors, queries, k):  # type: ignore[no-untyped-def]
     return ids[order]
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", "int8"])
 def test_kinds_agree_with_exact_search(kind, data, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ids, vectors, queries = data
     config = IndexConfig(kind=kind, ivf_nlist=16, ivf_nprobe=16, pq_m=16, pq_bits=6)
@@ -45,14 +45,20 @@ def test_kinds_agree_with_exact_search(kind, data, tmp_path) -> None:  # type: i
     truth = exact(ids, vectors, queries, 10)
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
     assert recall >= (1.0 if kind == "flat" else 0.9)
-    expected = {"flat": "IndexFlat", "hnsw": "IndexHNSWFlat", "ivfpq": "IndexRefine"}[kind]
+    expected = {
+        "flat": "IndexFlat",
+        "hnsw": "IndexHNSWFlat",
+        "ivfpq": "IndexRefine",
+        "int8": "IndexScalarQuantizer",
+        "binary": "IndexRefine",
+    }[kind]
     assert index.structure.startswith(expected)
     index.save(tmp_path / "x.faiss")
     loaded = FaissIndex.load(tmp_path / "x.faiss", 32, config)
     assert np.array_equal(loaded.search(queries, 10)[1], found)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", "int8", "binary"])
 def test_remove_or_report_rebuild(kind, data) -> None:  # type: ignore[no-untyped-def]
     ids, vectors, queries = data
     index = FaissIndex(32, IndexConfig(kind=kind, ivf_nlist=16, pq_m=16, pq_bits=6))
@@ -88,3 +94,54 @@ def test_corrupt_file_is_reported(tmp_path) -> None:  # type: ignore[no-untyped-
     path.write_bytes(b"not an index")
     with pytest.raises(IndexCorruptError, match="doctor --repair"):
         FaissIndex.load(path, 32, IndexConfig())
+
+
+@pytest.fixture(scope="module")
+def embeddings() -> tuple[np.ndarray, np.ndarray]:
+    """384-d clustered vectors and queries near them: the shape binary codes are meant for."""
+    rng = np.random.default_rng(5)
+    centers = unit(rng, 60, 384)
+    vectors = clustered(rng, centers, 4000)
+    queries = vectors[rng.choice(4000, 50, replace=False)] + 0.05 * unit(rng, 50, 384)
+    return vectors, (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("kind", "refine", "min_recall", "max_bytes"),
+    [
+        ("int8", True, 0.95, 384 + 30),
+        ("binary", True, 0.9, 440 + 30),
+        ("binary", False, 0.3, 70),  # a random ranking would score 0.0025
+    ],
+)
+def test_quantized_kinds_trade_memory_for_recall(
+    kind, refine, min_recall, max_bytes, embeddings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    vectors, queries = embeddings
+    ids = np.arange(len(vectors), dtype=np.int64)
+    index = FaissIndex(384, IndexConfig(kind=kind, refine=refine, refine_k_factor=10))
+    index.add(ids, vectors)
+    _, found = index.search(queries, 10)
+    recall = np.mean(
+        [len(set(f) & set(t)) / 10 for f, t in zip(found, exact(ids, vectors, queries, 10))]
+    )
+    assert recall >= min_recall
+    index.save(tmp_path / "q.faiss")
+    per_vector = (tmp_path / "q.faiss").stat().st_size / len(vectors)
+    assert per_vector <= max_bytes  # float32 flat: 1,536 bytes + 8 for the id
+    assert per_vector >= 384 / 8  # one bit per dimension at the very least
+
+
+def test_trained_kinds_ask_for_a_rebuild_while_they_double() -> None:
+    rng = np.random.default_rng(2)
+    index = FaissIndex(32, IndexConfig(kind="int8"))
+    assert not index.needs_retrain(10)  # empty: add() trains on what it gets
+    index.add(np.arange(10), unit(rng, 10, 32))
+    assert not index.needs_retrain(9)
+    assert index.needs_retrain(10)
+    assert not FaissIndex(32, IndexConfig(kind="flat")).needs_retrain(10)
+    ivf = FaissIndex(32, IndexConfig(kind="ivfpq", ivf_nlist=4, pq_bits=4))
+    ivf.add(np.arange(100), unit(rng, 100, 32))
+    assert ivf.structure == "IndexFlatIP"  # 39 x 16 points are needed to train
+    assert not ivf.needs_retrain(400)
+    assert ivf.needs_retrain(600)

@@ -206,6 +206,37 @@ def test_queries_in_batch_match_single_queries(workspace, docs) -> None:  # type
     assert np.isclose(batch[0][0].score, singles[0][0].score)
 
 
+def test_int8_index_is_retrained_on_every_vector_as_the_workspace_grows(
+    tmp_path, tiny_encoder, docs
+) -> None:  # type: ignore[no-untyped-def]
+    import faiss
+
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit.config.index.kind = "int8"
+    for path in list(docs.rglob("*.*"))[1:]:
+        path.unlink()
+    kit.ingest(docs)  # one file: the quantizer learns the value ranges of a few chunks
+    first = len(store_ids(kit))
+    for i in range(12):
+        write(docs / f"more-{i}.txt", f"dns router apple {i} cherry grape dog pear elephant\n")
+    kit.ingest(docs)
+    assert len(store_ids(kit)) > 2 * first
+    assert store_ids(kit) == index_ids(kit)
+    collection = kit.collection()
+    assert collection is not None
+    index = collection.load_dense()
+    ids, vectors, _ = collection.vectors_from_cache()
+    reference = faiss.IndexScalarQuantizer(
+        vectors.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
+    reference.train(vectors)
+    quantizer = faiss.downcast_index(index._index.index)
+    np.testing.assert_allclose(
+        faiss.vector_to_array(quantizer.sq.trained), faiss.vector_to_array(reference.sq.trained)
+    )
+    kit.close()
+
+
 @pytest.mark.parametrize("backend", ["qdrant", "qdrant-edge"])
 def test_qdrant_backends_serve_the_same_workspace_flow(
     tmp_path, tiny_encoder, docs, backend

@@ -1,4 +1,11 @@
-"""FAISS dense index: exact flat inner product (default), HNSW, or IVF-PQ with exact refine.
+"""FAISS dense index: exact flat inner product (default), HNSW, IVF-PQ with exact refine, int8
+(scalar-quantized, 4x smaller), or binary (RaBitQ: one bit per dimension, ~27x smaller, rescored
+with int8 codes unless ``refine = false``).
+
+Trained structures (ivfpq, int8, binary) learn from the vectors they are built on, so while the
+collection is small they ask to be rebuilt from the store each time it doubles
+(:meth:`FaissIndex.needs_retrain`): a workspace that grew by small ingests is then trained on at
+least half of its vectors, up to ``_TRAIN_TARGET``.
 
 A GPU copy serves searches when ``faiss.get_num_gpus() > 0``; the CPU index stays the one that
 is saved. A single query runs on one OpenMP thread: on small machines that is several times
@@ -22,8 +29,10 @@ from ragkit.indexes.base import atomic_write
 
 __all__ = ["FaissIndex"]
 
-_KINDS = ("flat", "hnsw", "ivfpq")
+_KINDS = ("flat", "hnsw", "ivfpq", "int8", "binary")
+_TRAINED = ("ivfpq", "int8", "binary")
 _EXACT_SUBSET_LIMIT = 50_000  # allowed ids scored exactly below this (filtered ANN search)
+_TRAIN_TARGET = 20_000  # trained on at least half of this many vectors once the index is larger
 
 
 @contextmanager
@@ -56,11 +65,22 @@ class FaissIndex:
             inner.hnsw.efConstruction = cfg.hnsw_ef_construction
             inner.hnsw.efSearch = cfg.hnsw_ef_search
             return faiss.IndexIDMap2(inner)
+        if cfg.kind == "int8":
+            return faiss.IndexIDMap2(
+                faiss.IndexScalarQuantizer(
+                    self.dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+                )
+            )
+        if cfg.kind == "binary":
+            description = "RaBitQ,Refine(SQ8)" if cfg.refine else "RaBitQ"
+            return faiss.IndexIDMap2(
+                faiss.index_factory(self.dim, description, faiss.METRIC_INNER_PRODUCT)
+            )
         if cfg.kind == "ivfpq":
-            nlist = cfg.ivf_nlist or max(1, int(4 * math.sqrt(max(n, 1))))
+            nlist = self._nlist_for(n)
             pq_m = cfg.pq_m or _largest_divisor_at_most(self.dim, max(1, self.dim // 8))
             # Training needs enough points per centroid; below that, exact search is also fast.
-            if n < 39 * max(nlist, 2**cfg.pq_bits):
+            if n < self._ivfpq_minimum(n):
                 return self._flat()
             description = f"IVF{nlist},PQ{pq_m}x{cfg.pq_bits}"
             if cfg.refine:
@@ -69,6 +89,24 @@ class FaissIndex:
                 faiss.index_factory(self.dim, description, faiss.METRIC_INNER_PRODUCT)
             )
         return self._flat()
+
+    def _nlist_for(self, n: int) -> int:
+        return self.config.ivf_nlist or max(1, int(4 * math.sqrt(max(n, 1))))
+
+    def _ivfpq_minimum(self, n: int) -> int:
+        return 39 * max(self._nlist_for(n), 2**self.config.pq_bits)
+
+    def needs_retrain(self, n_new: int) -> bool:
+        """Whether adding ``n_new`` vectors should rebuild (and retrain) from all vectors."""
+        n = len(self)
+        if self.config.kind not in _TRAINED or n == 0 or n_new == 0:
+            return False  # an empty index is built by add() itself
+        total = n + n_new
+        if self.config.kind == "ivfpq":
+            inner = faiss.downcast_index(self._index.index)
+            if isinstance(inner, faiss.IndexFlat):
+                return total >= self._ivfpq_minimum(total)
+        return n < _TRAIN_TARGET and total >= 2 * n
 
     @property
     def structure(self) -> str:
