@@ -3,7 +3,8 @@
 Why next to :mod:`ragkit.indexes.qdrant_index`: qdrant-client's embedded mode is pure Python
 (exact search only, one SQLite commit per point written, one process per folder), while Edge
 runs the server's own segment, HNSW and sparse-index code in this process. ``bench/QDRANT.md``
-has the measurements.
+has the measurements. Both store the same points and answer alike: the index protocol is
+:class:`~ragkit.indexes.qdrant_common.QdrantChannels`, this module the Edge engine calls under it.
 
 Persistence follows FAISS's generations, not Qdrant's write-in-place. An Edge shard is a folder
 that its engine rewrites while it is open for writing, and a second process opening a folder
@@ -24,49 +25,37 @@ readers, and opens are serialized by a lock file so two readers never rewrite a 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ragkit.errors import ConfigError, IndexCorruptError, MissingDependencyError
-from ragkit.indexes.qdrant_index import (
-    DEFAULT_RRF_K,
+from ragkit.errors import IndexCorruptError
+from ragkit.indexes.qdrant_common import (
     DENSE,
-    PAD_SCORE,
     SPARSE,
-    QdrantSparseView,
-    as_matrix,
-    pack_hits,
+    Hits,
+    QdrantChannels,
+    SparseRow,
+    check_kind,
+    import_extra,
     point_ids,
-    reconcile_ids,
-    sparse_rows,
+    read_manifest,
+    write_manifest,
 )
 
 __all__ = ["QdrantEdgeIndex"]
 
-_KINDS = ("flat", "hnsw")
-_FUSIONS = ("rrf", "dbsf")
-_BATCH = 1024
 _WORK_PREFIX = ".dense.edge-work-"
 
 
-def _import_edge() -> Any:
-    try:
-        import qdrant_edge
-    except ImportError as exc:
-        raise MissingDependencyError("qdrant-edge-py", "qdrant", "The Qdrant Edge backend") from exc
-    return qdrant_edge
-
-
-class QdrantEdgeIndex:
+class QdrantEdgeIndex(QdrantChannels):
     """Dense + sparse named vectors in one Edge shard, with the server's fusion, in-process.
 
     ``QdrantEdgeIndex(dim)`` starts empty in a working folder under ``workdir`` (default: the
@@ -74,6 +63,8 @@ class QdrantEdgeIndex:
     ``kind="flat"`` searches exactly and never builds a graph; ``"hnsw"`` builds the HNSW graph
     at :meth:`save` (or :meth:`optimize`); points added since are searched exactly until then.
     """
+
+    _batch = 1024
 
     def __init__(
         self,
@@ -86,11 +77,8 @@ class QdrantEdgeIndex:
         hnsw_ef_search: int = 128,
         indexing_threshold_kb: int | None = None,
     ) -> None:
-        qe = _import_edge()
-        if kind not in _KINDS:
-            raise ConfigError(
-                f"index.kind={kind!r} is not available with Qdrant Edge; use {_KINDS}"
-            )
+        qe = import_extra("qdrant_edge", "qdrant-edge-py", "The Qdrant Edge backend")
+        check_kind(kind, "Qdrant Edge")
         self.dim = dim
         self.kind = kind
         self._qe = qe
@@ -148,7 +136,7 @@ class QdrantEdgeIndex:
     ) -> QdrantEdgeIndex:
         """Read a saved generation; the first change copies it (it is never written in place)."""
         path = Path(path)
-        manifest = _read_manifest(path, dim)
+        manifest = read_manifest(path / _MANIFEST, dim, "qdrant-edge")
         index = cls(dim, kind=kind, workdir=path.parent, hnsw_ef_search=hnsw_ef_search)
         index.path = path
         with _open_lock(path):
@@ -191,47 +179,15 @@ class QdrantEdgeIndex:
             shutil.rmtree(self.path, ignore_errors=True)
             self._owned = False
 
-    # -- protocol ---------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return self._count
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray, *, sparse: Any = None) -> None:
-        """Insert or update; a point keeps the channel this call does not write."""
-        ids = point_ids(ids)
-        if not len(ids):
-            return
-        vectors = as_matrix(vectors, self.dim)
-        rows = sparse_rows(sparse, len(ids)) if sparse is not None else None
-        channels = [
-            {DENSE: v.tolist()} | ({SPARSE: self._sparse(rows[i])} if rows is not None else {})
-            for i, v in enumerate(vectors)
-        ]
-        self._write(ids, channels)
-
-    def add_sparse(self, ids: np.ndarray, csr: Any) -> None:
-        ids = point_ids(ids)
-        if not len(ids):
-            return
-        rows = sparse_rows(csr, len(ids))
-        self._write(ids, [{SPARSE: self._sparse(row)} for row in rows])
-
-    def _write(self, ids: np.ndarray, channels: list[dict[str, Any]]) -> None:
+    # -- engine calls (the protocol itself is QdrantChannels') ---------------------------------
+    def _put(self, update: list[tuple[int, Any]], insert: list[tuple[int, Any]]) -> None:
         qe = self._qe
-        present = self._present(ids)
         shard = self._writable()
-        for start in range(0, len(ids), _BATCH):
-            batch = range(start, min(start + _BATCH, len(ids)))
-            update = [
-                qe.PointVectors(int(ids[i]), channels[i]) for i in batch if int(ids[i]) in present
-            ]
-            insert = [
-                qe.Point(int(ids[i]), channels[i]) for i in batch if int(ids[i]) not in present
-            ]
-            if update:
-                shard.update(qe.UpdateOperation.update_vectors(update))
-            if insert:
-                shard.update(qe.UpdateOperation.upsert_points(insert))
-        self._count += len(set(ids.tolist()) - present)
+        if update:
+            points = [qe.PointVectors(i, v) for i, v in update]
+            shard.update(qe.UpdateOperation.update_vectors(points))
+        if insert:
+            shard.update(qe.UpdateOperation.upsert_points([qe.Point(i, v) for i, v in insert]))
 
     def _present(self, ids: np.ndarray) -> set[int]:
         if not self._count:
@@ -239,130 +195,55 @@ class QdrantEdgeIndex:
         records = self._shard.retrieve([int(i) for i in ids], with_payload=False, with_vector=False)
         return {int(r.id) for r in records}
 
-    def remove(self, ids: np.ndarray) -> bool:
-        """Delete whole points in place; never asks for a rebuild."""
-        present = self._present(point_ids(ids))
-        if present:
-            self._writable().update(self._qe.UpdateOperation.delete_points(sorted(present)))
-            self._count -= len(present)
-        return True
+    def _delete(self, ids: list[int]) -> None:
+        self._writable().update(self._qe.UpdateOperation.delete_points(ids))
 
-    def rebuild(self, ids: np.ndarray, vectors: np.ndarray, *, sparse: Any = None) -> None:
-        """Exactly these points afterwards (sparse only where given)."""
-        self.remove(self.ids())
-        self.add(ids, vectors, sparse=sparse)
+    def _scroll(self, offset: Any) -> tuple[Sequence[Any], Any]:
+        if self._shard is None:  # never written: no shard, no points
+            return [], None
+        request = self._qe.ScrollRequest(
+            offset=offset, limit=10_000, with_payload=False, with_vector=False
+        )
+        return self._shard.scroll(request)
 
-    def ids(self) -> np.ndarray:
+    def _nearest(self, query: Any, using: str) -> dict[str, Any]:
+        request: dict[str, Any] = {"query": self._qe.Query.Nearest(query, using=using)}
+        if using == DENSE:
+            request["params"] = self._params
+        return request
+
+    def _fusion(self, method: str, k: int) -> Any:
+        return self._qe.Fusion.Rrf(k=k) if method == "rrf" else self._qe.Fusion.Dbsf()
+
+    def _fused(
+        self, dense: list[float], sparse: Any | None, fusion: Any, depth: int, where: Any
+    ) -> dict[str, Any]:
         qe = self._qe
-        if self._shard is None:
-            return np.zeros(0, dtype=np.int64)
-        found: list[int] = []
-        offset = None
-        while True:
-            records, offset = self._shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=False)
+        prefetches = [
+            qe.Prefetch(
+                limit=depth,
+                query=qe.Query.Nearest(dense, using=DENSE),
+                params=self._params,
+                filter=where,
             )
-            found.extend(int(r.id) for r in records)
-            if offset is None:
-                return np.sort(np.array(found, dtype=np.int64))
+        ]
+        if sparse is not None:
+            prefetches.append(
+                qe.Prefetch(limit=depth, query=qe.Query.Nearest(sparse, using=SPARSE), filter=where)
+            )
+        return {"prefetches": prefetches, "query": fusion}
 
-    def search(
-        self, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _query(self, requests: list[dict[str, Any]], limit: int, where: Any) -> list[Hits]:
         qe = self._qe
-        queries = as_matrix(queries, self.dim)
-        return self._run(
-            [
-                {"query": qe.Query.Nearest(q.tolist(), using=DENSE), "params": self._params}
-                for q in queries
-            ],
-            k,
-            allowed_ids,
-        )
-
-    def search_sparse(
-        self, queries: Any, k: int, *, allowed_ids: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        qe = self._qe
-        return self._run(
-            [
-                {"query": qe.Query.Nearest(self._sparse(row), using=SPARSE)}
-                if len(row[0])
-                else None
-                for row in sparse_rows(queries)
-            ],
-            k,
-            allowed_ids,
-            sparse=True,
-        )
-
-    def search_hybrid(
-        self,
-        dense_queries: np.ndarray,
-        sparse_queries: Any,
-        k: int,
-        *,
-        method: str = "rrf",
-        depth: int = 100,
-        rrf_k: int = DEFAULT_RRF_K,
-        allowed_ids: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Fuse a dense and a sparse top-``depth`` in the engine (RRF as textbook, see module)."""
-        qe = self._qe
-        if method not in _FUSIONS:
-            raise ConfigError(f"fusion method {method!r} is unknown; use one of {_FUSIONS}")
-        dense = as_matrix(dense_queries, self.dim)
-        rows = sparse_rows(sparse_queries, len(dense))
-        where = self._filter(allowed_ids)
-        fusion = qe.Fusion.Rrf(k=rrf_k + 1) if method == "rrf" else qe.Fusion.Dbsf()
-        requests = []
-        for q, row in zip(dense, rows, strict=True):
-            prefetches = [
-                qe.Prefetch(
-                    limit=depth,
-                    query=qe.Query.Nearest(q.tolist(), using=DENSE),
-                    params=self._params,
-                    filter=where,
-                )
-            ]
-            if len(row[0]):
-                prefetches.append(
-                    qe.Prefetch(
-                        limit=depth,
-                        query=qe.Query.Nearest(self._sparse(row), using=SPARSE),
-                        filter=where,
-                    )
-                )
-            requests.append({"prefetches": prefetches, "query": fusion})
-        return self._run(requests, k, allowed_ids)
-
-    def _run(
-        self,
-        requests: list[dict[str, Any] | None],
-        k: int,
-        allowed_ids: np.ndarray | None,
-        *,
-        sparse: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Shapes as in ``QdrantIndex._run``: FAISS-like for dense/hybrid, SparseIndex-like else."""
-        qe = self._qe
-        width = k if sparse else min(k, len(self))
-        pad = 0.0 if sparse else PAD_SCORE
-        limit = min(k, len(self))
-        if limit <= 0 or not requests or (allowed_ids is not None and not len(allowed_ids)):
-            return pack_hits([[] for _ in requests], width, pad)
-        where = self._filter(allowed_ids)
         batch = [
             qe.QueryRequest(limit=limit, filter=where, with_payload=False, with_vector=False, **r)
             for r in requests
-            if r is not None
         ]
         if len(batch) == 1:
-            answers = iter([self._shard.query(batch[0])])
+            answers = [self._shard.query(batch[0])]
         else:
-            answers = iter(self._shard.query_batch(qe.QueryBatchRequest(batch)))
-        hits = [[] if r is None else [(p.id, p.score) for p in next(answers)] for r in requests]
-        return pack_hits(hits, width, pad)
+            answers = self._shard.query_batch(qe.QueryBatchRequest(batch))
+        return [[(p.id, p.score) for p in points] for points in answers]
 
     def _filter(self, allowed_ids: np.ndarray | None) -> Any:
         if allowed_ids is None:
@@ -370,18 +251,10 @@ class QdrantEdgeIndex:
         qe = self._qe
         return qe.Filter(must=[qe.HasIdCondition({int(i) for i in point_ids(allowed_ids)})])
 
-    def _sparse(self, row: tuple[np.ndarray, np.ndarray]) -> Any:
+    def _sparse(self, row: SparseRow) -> Any:
         return self._qe.SparseVector(row[0].tolist(), row[1].tolist())
 
-    def sparse_index(self) -> QdrantSparseView:
-        """This shard's sparse channel seen through the ``SparseIndex`` protocol."""
-        return QdrantSparseView(self)
-
-    # -- consistency and persistence --------------------------------------------------------
-    def reconcile(self, expected_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ids in the shard the store lacks, store ids the shard lacks), each sorted."""
-        return reconcile_ids(self.ids(), expected_ids)
-
+    # -- persistence ------------------------------------------------------------------------
     def optimize(self) -> None:
         """Build the HNSW graph and drop deleted points now (``save`` does it for ``hnsw``)."""
         if self._owned:
@@ -410,8 +283,8 @@ class QdrantEdgeIndex:
         else:
             with _open_lock(self.path):
                 shutil.copytree(self.path, staging, ignore=_IN_FLIGHT)
-        manifest = {"format": 1, "backend": "qdrant-edge", "dim": self.dim, "points": len(self)}
-        (staging / _MANIFEST).write_text(json.dumps(manifest) + "\n", encoding="utf-8")
+        fields = {"backend": "qdrant-edge", "dim": self.dim, "points": len(self)}
+        write_manifest(staging / _MANIFEST, fields)
         shard = self._qe.EdgeShard.load(str(staging))  # the normalizing first open
         shard.flush()
         shard.close()
@@ -456,18 +329,3 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _read_manifest(path: Path, dim: int) -> dict[str, Any]:
-    try:
-        manifest = json.loads((path / _MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(
-            f"{path}: not a saved Qdrant Edge index ({exc}); run `ragkit doctor --repair`"
-        ) from exc
-    if manifest.get("backend") != "qdrant-edge" or manifest.get("dim") != dim:
-        raise IndexCorruptError(
-            f"{path}: holds a {manifest.get('backend')!r} index of dimension "
-            f"{manifest.get('dim')}; expected 'qdrant-edge', {dim}"
-        )
-    return manifest

@@ -12,51 +12,52 @@ writer calls :meth:`QdrantIndex.reconcile` with the store's chunk ids, deletes t
 and re-adds the missing ones from the embedding cache. A chunk id is derived from its text, so
 a point with the right id always holds the right vector: comparing ids is enough.
 
-Hybrid search runs Qdrant's own fusion (``prefetch`` + RRF or DBSF) in one request. RRF uses
-the textbook formula ``sum 1 / (rrf_k + rank)`` with 1-based ranks; Qdrant counts ranks from 0,
-so ``rrf_k + 1`` is what is sent.
+Hybrid search runs Qdrant's own fusion (``prefetch`` + RRF or DBSF) in one request; the index
+protocol on top of the engine calls here is :class:`~ragkit.indexes.qdrant_common.QdrantChannels`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ragkit.errors import ConfigError, IndexCorruptError, MissingDependencyError, WorkspaceError
-from ragkit.indexes.base import atomic_write
+from ragkit.errors import ConfigError, WorkspaceError
+from ragkit.indexes.qdrant_common import (
+    DENSE,
+    SPARSE,
+    Hits,
+    QdrantChannels,
+    QdrantSparseView,
+    SparseRow,
+    check_kind,
+    import_extra,
+    point_ids,
+    read_manifest,
+    write_manifest,
+)
 
 __all__ = ["QdrantIndex", "QdrantSparseView"]
 
-DENSE = "dense"
-SPARSE = "sparse"
-PAD_SCORE = float(np.finfo(np.float32).min)  # what FAISS puts in empty slots
-DEFAULT_RRF_K = 60
-MANIFEST_FORMAT = 1
 _BATCH = 512
-_KINDS = ("flat", "hnsw")
-_FUSIONS = ("rrf", "dbsf")
 
 
 def import_qdrant_client() -> Any:
-    try:
-        import qdrant_client
-    except ImportError as exc:
-        raise MissingDependencyError("qdrant-client", "qdrant", "The Qdrant backend") from exc
-    return qdrant_client
+    return import_extra("qdrant_client", "qdrant-client", "The Qdrant backend")
 
 
-class QdrantIndex:
+class QdrantIndex(QdrantChannels):
     """A :class:`~ragkit.indexes.base.DenseIndex` plus a sparse channel and server-side fusion.
 
     ``kind="flat"`` asks Qdrant for exact search (same hits as FAISS flat); ``"hnsw"`` uses the
     HNSW graph a server builds once a segment passes its indexing threshold.
     """
+
+    _batch = _BATCH
 
     def __init__(
         self,
@@ -76,8 +77,7 @@ class QdrantIndex:
         qdrant_client = import_qdrant_client()
         from qdrant_client import models
 
-        if kind not in _KINDS:
-            raise ConfigError(f"index.kind={kind!r} is not available with Qdrant; use {_KINDS}")
+        check_kind(kind, "Qdrant")
         if distance not in ("dot", "cosine"):
             raise ConfigError(f"Qdrant distance {distance!r} is unknown; use 'dot' or 'cosine'")
         if path is not None and url:
@@ -168,51 +168,15 @@ class QdrantIndex:
         else:
             self.client.close()
 
-    # -- protocol ---------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return self._count
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray, *, sparse: Any = None) -> None:
-        """Insert or update; a point keeps the channel this call does not write."""
-        ids = point_ids(ids)
-        if not len(ids):
-            return
-        vectors = as_matrix(vectors, self.dim)
-        rows = sparse_rows(sparse, len(ids)) if sparse is not None else None
-        channels = [
-            {DENSE: v.tolist()} | ({SPARSE: self._sparse(rows[i])} if rows is not None else {})
-            for i, v in enumerate(vectors)
-        ]
-        self._write(ids, channels)
-
-    def add_sparse(self, ids: np.ndarray, csr: Any) -> None:
-        """Sparse weights (e.g. SPLADE) for existing or new points, as a CSR matrix."""
-        ids = point_ids(ids)
-        if not len(ids):
-            return
-        rows = sparse_rows(csr, len(ids))
-        self._write(ids, [{SPARSE: self._sparse(row)} for row in rows])
-
-    def _write(self, ids: np.ndarray, channels: list[dict[str, Any]]) -> None:
+    # -- engine calls (the protocol itself is QdrantChannels') ---------------------------------
+    def _put(self, update: list[tuple[int, Any]], insert: list[tuple[int, Any]]) -> None:
         models = self._models
-        present = self._present(ids)
-        for start in range(0, len(ids), _BATCH):
-            batch = range(start, min(start + _BATCH, len(ids)))
-            update = [
-                models.PointVectors(id=int(ids[i]), vector=channels[i])
-                for i in batch
-                if int(ids[i]) in present
-            ]
-            insert = [
-                models.PointStruct(id=int(ids[i]), vector=channels[i])
-                for i in batch
-                if int(ids[i]) not in present
-            ]
-            if update:
-                self.client.update_vectors(self.collection, points=update, wait=True)
-            if insert:
-                self.client.upsert(self.collection, points=insert, wait=True)
-        self._count += len(set(ids.tolist()) - present)
+        if update:
+            points = [models.PointVectors(id=i, vector=v) for i, v in update]
+            self.client.update_vectors(self.collection, points=points, wait=True)
+        if insert:
+            points = [models.PointStruct(id=i, vector=v) for i, v in insert]
+            self.client.upsert(self.collection, points=points, wait=True)
 
     def _present(self, ids: np.ndarray) -> set[int]:
         found: set[int] = set()
@@ -224,116 +188,39 @@ class QdrantIndex:
             found.update(int(r.id) for r in records)
         return found
 
-    def remove(self, ids: np.ndarray) -> bool:
-        """Delete whole points (both channels); Qdrant deletes in place, so never a rebuild."""
-        ids = point_ids(ids)
-        present = self._present(ids) if len(ids) else set()
-        if present:
-            selector = self._models.PointIdsList(points=sorted(present))
-            self.client.delete(self.collection, points_selector=selector, wait=True)
-            self._count -= len(present)
-        return True
+    def _delete(self, ids: list[int]) -> None:
+        selector = self._models.PointIdsList(points=ids)
+        self.client.delete(self.collection, points_selector=selector, wait=True)
 
-    def rebuild(self, ids: np.ndarray, vectors: np.ndarray, *, sparse: Any = None) -> None:
-        """Exactly these points afterwards (sparse only where given).
+    def _scroll(self, offset: Any) -> tuple[Sequence[Any], Any]:
+        return self.client.scroll(
+            self.collection, limit=10_000, offset=offset, with_payload=False, with_vectors=False
+        )
 
-        Points are deleted rather than the collection dropped, so its aliases survive.
-        """
-        self.remove(self.ids())
-        self.add(ids, vectors, sparse=sparse)
+    def _nearest(self, query: Any, using: str) -> dict[str, Any]:
+        return {"query": query, "using": using}
 
-    def ids(self) -> np.ndarray:
-        found: list[int] = []
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
-                self.collection,
-                limit=10_000,
-                offset=offset,
-                with_payload=False,
-                with_vectors=False,
+    def _fusion(self, method: str, k: int) -> Any:
+        models = self._models
+        if method == "rrf":
+            return models.RrfQuery(rrf=models.Rrf(k=k))
+        return models.FusionQuery(fusion=models.Fusion.DBSF)
+
+    def _fused(
+        self, dense: list[float], sparse: Any | None, fusion: Any, depth: int, where: Any
+    ) -> dict[str, Any]:
+        models = self._models
+        prefetch = [
+            models.Prefetch(
+                query=dense, using=DENSE, limit=depth, filter=where, params=self._params
             )
-            found.extend(int(r.id) for r in records)
-            if offset is None:
-                return np.sort(np.array(found, dtype=np.int64))
+        ]
+        if sparse is not None:
+            prefetch.append(models.Prefetch(query=sparse, using=SPARSE, limit=depth, filter=where))
+        return {"prefetch": prefetch, "query": fusion}
 
-    def search(
-        self, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        queries = as_matrix(queries, self.dim)
-        return self._run([{"query": q.tolist(), "using": DENSE} for q in queries], k, allowed_ids)
-
-    def search_sparse(
-        self, queries: Any, k: int, *, allowed_ids: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        rows = sparse_rows(queries)
-        return self._run(
-            [{"query": self._sparse(r), "using": SPARSE} if len(r[0]) else None for r in rows],
-            k,
-            allowed_ids,
-            sparse=True,
-        )
-
-    def search_hybrid(
-        self,
-        dense_queries: np.ndarray,
-        sparse_queries: Any,
-        k: int,
-        *,
-        method: str = "rrf",
-        depth: int = 100,
-        rrf_k: int = DEFAULT_RRF_K,
-        allowed_ids: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Fuse a dense and a sparse top-``depth`` inside Qdrant; scores are fused scores."""
+    def _query(self, requests: list[dict[str, Any]], limit: int, where: Any) -> list[Hits]:
         models = self._models
-        if method not in _FUSIONS:
-            raise ConfigError(f"fusion method {method!r} is unknown; use one of {_FUSIONS}")
-        dense = as_matrix(dense_queries, self.dim)
-        rows = sparse_rows(sparse_queries, len(dense))
-        where = self._filter(allowed_ids)
-        fusion = (
-            models.RrfQuery(rrf=models.Rrf(k=rrf_k + 1))
-            if method == "rrf"
-            else models.FusionQuery(fusion=models.Fusion.DBSF)
-        )
-        requests = []
-        for q, row in zip(dense, rows, strict=True):
-            prefetch = [
-                models.Prefetch(
-                    query=q.tolist(), using=DENSE, limit=depth, filter=where, params=self._params
-                )
-            ]
-            if len(row[0]):
-                prefetch.append(
-                    models.Prefetch(
-                        query=self._sparse(row), using=SPARSE, limit=depth, filter=where
-                    )
-                )
-            requests.append({"prefetch": prefetch, "query": fusion})
-        return self._run(requests, k, allowed_ids)
-
-    def _run(
-        self,
-        requests: Sequence[dict[str, Any] | None],
-        k: int,
-        allowed_ids: np.ndarray | None,
-        *,
-        sparse: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One batched round trip; ``None`` requests (empty sparse queries) find nothing.
-
-        Dense and hybrid results are shaped like FAISS's (k capped at the point count, empty
-        slots -1 / float32 min); sparse ones like ``SparseIndex``'s (k columns, empty slots
-        -1 / 0), so either backend can stand in for the other.
-        """
-        models = self._models
-        width = k if sparse else min(k, len(self))
-        pad = 0.0 if sparse else PAD_SCORE
-        limit = min(k, len(self))
-        if limit <= 0 or not len(requests) or (allowed_ids is not None and not len(allowed_ids)):
-            return pack_hits([[] for _ in requests], width, pad)
-        where = self._filter(allowed_ids)
         batch = [
             models.QueryRequest(
                 **r,
@@ -344,13 +231,9 @@ class QdrantIndex:
                 params=self._params if r.get("using") == DENSE else None,
             )
             for r in requests
-            if r is not None
         ]
-        answers = iter(self.client.query_batch_points(self.collection, requests=batch))
-        hits = [
-            [] if r is None else [(p.id, p.score) for p in next(answers).points] for r in requests
-        ]
-        return pack_hits(hits, width, pad)
+        answers = self.client.query_batch_points(self.collection, requests=batch)
+        return [[(p.id, p.score) for p in answer.points] for answer in answers]
 
     def _filter(self, allowed_ids: np.ndarray | None) -> Any:
         if allowed_ids is None:
@@ -358,18 +241,10 @@ class QdrantIndex:
         models = self._models
         return models.Filter(must=[models.HasIdCondition(has_id=point_ids(allowed_ids).tolist())])
 
-    def _sparse(self, row: tuple[np.ndarray, np.ndarray]) -> Any:
+    def _sparse(self, row: SparseRow) -> Any:
         return self._models.SparseVector(indices=row[0].tolist(), values=row[1].tolist())
 
-    def sparse_index(self) -> QdrantSparseView:
-        """This collection's sparse channel seen through the ``SparseIndex`` protocol."""
-        return QdrantSparseView(self)
-
     # -- consistency and persistence --------------------------------------------------------
-    def reconcile(self, expected_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ids in Qdrant the store lacks, store ids Qdrant lacks), each sorted."""
-        return reconcile_ids(self.ids(), expected_ids)
-
     def set_alias(self, alias: str, collection: str) -> None:
         """Point ``alias`` at ``collection`` in one atomic step (a migration's swap)."""
         models = self._models
@@ -401,33 +276,6 @@ class QdrantIndex:
                 "points": len(self),
             },
         )
-
-
-class QdrantSparseView:
-    """Adapter so the sparse channel plugs in wherever a ``SparseIndex`` is expected."""
-
-    def __init__(self, index: Any) -> None:
-        self.index = index
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def add(self, ids: np.ndarray, csr: Any) -> None:
-        self.index.add_sparse(ids, csr)
-
-    def remove(self, ids: np.ndarray) -> bool:
-        return self.index.remove(ids)
-
-    def ids(self) -> np.ndarray:
-        return self.index.ids()
-
-    def search(
-        self, queries: Any, k: int, *, allowed_ids: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search_sparse(queries, k, allowed_ids=allowed_ids)
-
-    def save(self, path: Path) -> None:
-        self.index.save(path)
 
 
 class _LocalClients:
@@ -468,71 +316,3 @@ class _LocalClients:
                 client.close()
             else:
                 cls._open[path] = (client, users - 1)
-
-
-# -- helpers shared with qdrant_edge_index ----------------------------------------------------
-def point_ids(ids: Iterable[int] | np.ndarray) -> np.ndarray:
-    """Qdrant point ids are unsigned: refuse a negative chunk id instead of wrapping it."""
-    array = np.asarray(ids, dtype=np.int64).reshape(-1)
-    if len(array) and array.min() < 0:
-        raise ValueError(f"Qdrant needs non-negative point ids; got {int(array.min())}")
-    return array
-
-
-def as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).reshape(-1, dim))
-
-
-def sparse_rows(matrix: Any, expected: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """CSR rows as (indices, values), duplicates summed and zeros dropped (Qdrant refuses both)."""
-    from scipy import sparse
-
-    csr = sparse.csr_matrix(matrix, dtype=np.float32)
-    csr.sum_duplicates()
-    csr.eliminate_zeros()
-    if expected is not None and csr.shape[0] != expected:
-        raise ValueError(f"{csr.shape[0]} sparse rows for {expected} ids")
-    return [
-        (csr.indices[a:b].astype(np.int64), csr.data[a:b])
-        for a, b in zip(csr.indptr[:-1], csr.indptr[1:], strict=True)
-    ]
-
-
-def pack_hits(
-    hits: Sequence[Sequence[tuple[Any, float]]], width: int, pad: float = PAD_SCORE
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-query (id, score) lists → arrays of ``width`` columns, id -1 / ``pad`` when empty."""
-    width = max(width, 0)
-    scores = np.full((len(hits), width), pad, dtype=np.float32)
-    ids = np.full((len(hits), width), -1, dtype=np.int64)
-    for row, found in enumerate(hits):
-        for col, (point, score) in enumerate(found[:width]):
-            ids[row, col] = int(point)
-            scores[row, col] = score
-    return scores, ids
-
-
-def reconcile_ids(present: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    expected = np.unique(np.asarray(expected, dtype=np.int64))
-    present = np.unique(np.asarray(present, dtype=np.int64))
-    return np.setdiff1d(present, expected), np.setdiff1d(expected, present)
-
-
-def write_manifest(path: Path, fields: dict[str, Any]) -> None:
-    text = json.dumps({"format": MANIFEST_FORMAT, **fields}, indent=2, sort_keys=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
-
-
-def read_manifest(path: Path, dim: int, backend: str) -> dict[str, Any]:
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(
-            f"{path}: cannot read the {backend} manifest ({exc}); run `ragkit doctor --repair`"
-        ) from exc
-    if manifest.get("backend") != backend or manifest.get("dim") != dim:
-        raise IndexCorruptError(
-            f"{path}: manifest is for backend {manifest.get('backend')!r}, dimension "
-            f"{manifest.get('dim')}; expected {backend!r}, {dim}"
-        )
-    return manifest
