@@ -200,6 +200,7 @@ def finetune(
             document_prompt=base.document_prompt,
             truncate_dim=base.truncate_dim,
             batch_size=base.batch_size,
+            precision=base.precision,
         )
     )
 
@@ -386,6 +387,7 @@ def _choose(
             query_prompt=base.query_prompt,
             document_prompt=base.document_prompt,
             truncate_dim=base.truncate_dim,
+            precision=base.precision,
         )
         return evaluator.dense_score(encoder)[SELECTION_METRIC]
 

@@ -39,6 +39,9 @@ class EncoderConfig:
     max_seq_length: int | None = None
     batch_size: int = 64
     device: str | None = None
+    # auto: bfloat16 where the hardware computes it natively (CUDA with bf16, CPUs with
+    # AVX512-BF16 or AMX), float32 elsewhere; or fp32 | bf16 | fp16 (fp16: CUDA only).
+    precision: str = "auto"
 
 
 @dataclass(kw_only=True)

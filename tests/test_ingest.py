@@ -316,3 +316,42 @@ def test_switching_to_splade_builds_its_index_from_the_store_and_caches_it(works
         workspace.ingest(docs)
     assert sum(calls) == 4
     assert store_ids(workspace) == index_ids(workspace)
+
+
+def test_precision_is_resolved_and_kept_out_of_the_fingerprint(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.config import EncoderConfig
+    from ragkit.errors import ConfigError
+
+    fp32 = DenseEncoder.from_model(tiny_model, name="tiny", config=EncoderConfig(precision="fp32"))
+    bf16 = DenseEncoder.from_model(tiny_model, name="tiny", config=EncoderConfig(precision="bf16"))
+    assert (fp32.compute_dtype, bf16.compute_dtype) == ("float32", "bfloat16")
+    assert fp32.fingerprint == bf16.fingerprint
+    texts = ["the dog ate a green pear", "dns dhcp subnet router"]
+    a, b = fp32.encode_documents(texts), bf16.encode_documents(texts)
+    assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert (a * b).sum(axis=1).min() > 0.999
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        DenseEncoder.from_model(tiny_model, name="tiny", config=EncoderConfig(precision="fp16"))
+    with pytest.raises(ConfigError, match="encoder.precision='fp64' is unknown"):
+        DenseEncoder.from_model(tiny_model, name="tiny", config=EncoderConfig(precision="fp64"))
+
+
+def test_bf16_autocast_changes_transformer_arithmetic_not_the_ranking(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sentence_transformers import SentenceTransformer
+    from test_rerank import build_tiny_cross_encoder
+
+    from ragkit.config import EncoderConfig
+
+    folder = build_tiny_cross_encoder(tmp_path / "bert")
+    model = SentenceTransformer(str(folder), device="cpu")  # BERT + mean pooling
+    docs = ["the dog ate a green pear", "dns dhcp subnet router", "red apple and cat"]
+    encoders = {
+        p: DenseEncoder.from_model(model, name="bert", config=EncoderConfig(precision=p))
+        for p in ("fp32", "bf16")
+    }
+    vectors = {p: e.encode_documents(docs) for p, e in encoders.items()}
+    assert not np.array_equal(vectors["fp32"], vectors["bf16"])  # autocast really ran
+    assert (vectors["fp32"] * vectors["bf16"]).sum(axis=1).min() > 0.99
+    query = {p: e.encode_queries(["green pear dog"]) for p, e in encoders.items()}
+    ranking = {p: np.argsort(-(vectors[p] @ query[p].T).ravel()) for p in encoders}
+    assert list(ranking["fp32"]) == list(ranking["bf16"])

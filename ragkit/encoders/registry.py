@@ -91,6 +91,54 @@ def pick_device(requested: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_precision(precision: str, device: str) -> Any:
+    """The autocast dtype for encoding on ``device`` (a torch device type), or None for float32.
+
+    bfloat16 keeps float32's exponent range, so embeddings agree with float32 ones to a cosine
+    of about 0.99998 (all-MiniLM-L6-v2 on debian-packages) while matrix products run about twice
+    as fast where the hardware has bf16 instructions; elsewhere it is emulated and slower, so
+    ``auto`` picks it only on such hardware.
+    """
+    import torch
+
+    value = (precision or "auto").lower()
+    if value not in PRECISIONS:
+        raise ConfigError(f"encoder.precision={precision!r} is unknown; use one of {PRECISIONS}")
+    if value == "fp32":
+        return None
+    if value == "bf16":
+        return torch.bfloat16
+    if value == "fp16":
+        if device != "cuda":
+            raise ConfigError(
+                f"encoder.precision='fp16' needs a CUDA device (the encoder runs on {device!r}); "
+                "use 'bf16' or 'fp32'"
+            )
+        return torch.float16
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "cpu" and _cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
+def _cpu_has_bf16() -> bool:
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    for name in checks:
+        check = getattr(torch.cpu, name, None)
+        try:
+            if check is not None and check():
+                return True
+        except RuntimeError:  # pragma: no cover - a torch build without the probe
+            continue
+    return False
+
+
 def module_config(module: Any) -> dict[str, Any]:
     getter = getattr(module, "get_config_dict", None)
     try:
