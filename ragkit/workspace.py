@@ -160,9 +160,11 @@ class Workspace:
         mode: str | None = None,
         rerank: bool | str | None = None,
         alias: str = DEFAULT_ALIAS,
+        query_vectors: np.ndarray | None = None,
     ) -> list[list[Hit]]:
         """Search with ``mode`` dense, sparse or hybrid (default: hybrid when a sparse channel
-        exists). ``"<mode>+rerank"`` or ``rerank=True``/a model name adds the cross-encoder."""
+        exists). ``"<mode>+rerank"`` or ``rerank=True``/a model name adds the cross-encoder.
+        ``query_vectors``: the texts already encoded by this workspace's encoder."""
         collection = self._collection_for_query(alias)
         base_mode, use_rerank = self._resolve_mode(collection, mode, rerank)
         fusion = self.config.fusion
@@ -172,7 +174,14 @@ class Workspace:
         if use_rerank:
             depth = max(depth, self.config.rerank.top_n)
         channels = ("dense", "sparse") if base_mode == "hybrid" else (base_mode,)
-        runs = self.channel_runs(texts, depth=depth, where=where, channels=channels, alias=alias)
+        runs = self.channel_runs(
+            texts,
+            depth=depth,
+            where=where,
+            channels=channels,
+            alias=alias,
+            query_vectors=query_vectors,
+        )
         if base_mode == "hybrid":
             ranked = [
                 fuse(
@@ -199,6 +208,7 @@ class Workspace:
         where: str | list[str] | dict[str, Any] | None = None,
         channels: tuple[str, ...] = ("dense", "sparse"),
         alias: str = DEFAULT_ALIAS,
+        query_vectors: np.ndarray | None = None,
     ) -> list[list[dict[int, float]]]:
         """Each channel's raw ``{chunk id: score}`` per query, before fusion (for tuning)."""
         collection = self._collection_for_query(alias)
@@ -212,7 +222,11 @@ class Workspace:
         runs: list[list[dict[int, float]]] = []
         for channel_name in channels:
             if channel_name == "dense":
-                vectors = self.encoder.encode_queries(texts)
+                vectors = query_vectors
+                if vectors is None:
+                    vectors = self.encoder.encode_queries(texts)
+                elif len(vectors) != len(texts):
+                    raise ConfigError(f"{len(vectors)} query vectors for {len(texts)} queries")
                 runs.append(_as_runs(*dense.search(vectors, depth, allowed_ids=allowed)))
             elif sparse is not None and self.sparse_channel is not None:
                 found = self.sparse_channel.search(sparse, texts, depth, allowed)

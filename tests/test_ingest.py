@@ -332,7 +332,7 @@ def test_precision_is_resolved_and_kept_out_of_the_fingerprint(tiny_model) -> No
     assert (a * b).sum(axis=1).min() > 0.999
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         DenseEncoder.from_model(tiny_model, name="tiny", config=EncoderConfig(precision="fp16"))
-    with pytest.raises(ConfigError, match="encoder.precision='fp64' is unknown"):
+    with pytest.raises(ConfigError, match="precision='fp64' is unknown"):
         DenseEncoder.from_model(tiny_model, name="tiny", config=EncoderConfig(precision="fp64"))
 
 

@@ -225,3 +225,20 @@ def test_evaluator_matches_ragkit_eval_and_pools_are_neutral(kit) -> None:  # ty
     assert {"pos", *distractors} <= docs
     assert {c for c in table.ids if table.doc[c] == "pos"} <= set(pool)
     assert len(pool) == 12
+
+
+def test_each_query_is_encoded_once(kit, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    encoded: list[str] = []
+    original = kit.encoder.encode_queries
+
+    def counting(texts):  # type: ignore[no-untyped-def]
+        encoded.extend(texts)
+        return original(texts)
+
+    monkeypatch.setattr(kit.encoder, "encode_queries", counting)
+    many = [Pair(QUERY, passage(POSITIVE), positive_doc="pos"), Pair("dns router", "x")]
+    reference = mine_hard_negatives(kit, many, MiningConfig(num_negatives=2, batch_size=8))
+    assert sorted(encoded) == sorted([QUERY, "dns router"])
+    monkeypatch.undo()
+    again = mine_hard_negatives(kit, many, MiningConfig(num_negatives=2, batch_size=8))
+    assert [p.negatives for p in reference.pairs] == [p.negatives for p in again.pairs]

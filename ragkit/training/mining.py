@@ -19,7 +19,6 @@ dense scores reuse the vectors cached in the store, so only queries and positive
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import random
@@ -119,12 +118,17 @@ class MiningResult:
         return {"config": asdict(self.config), "stats": asdict(self.stats)}
 
 
-def search(kit: Workspace, texts: list[str], *, k: int, mode: str) -> list[list[Hit]]:
+def search(
+    kit: Workspace,
+    texts: list[str],
+    *,
+    k: int,
+    mode: str,
+    query_vectors: np.ndarray | None = None,
+) -> list[list[Hit]]:
     """``kit.query_many`` without the optional cross-encoder stage: mining and evaluation
     compare retrievers, and a reranker over thousands of queries would dominate the cost."""
-    if "rerank" in inspect.signature(kit.query_many).parameters:
-        return kit.query_many(texts, k=k, mode=mode, rerank=False)
-    return kit.query_many(texts, k=k, mode=mode)
+    return kit.query_many(texts, k=k, mode=mode, rerank=False, query_vectors=query_vectors)
 
 
 def mining_mode(kit: Workspace, requested: str | None = None) -> str:
@@ -234,8 +238,8 @@ def mine_hard_negatives(
     for start in range(0, len(queries), config.batch_size):
         batch = queries[start : start + config.batch_size]
         if config.num_negatives:
-            hits = search(kit, batch, k=fetch, mode=mode)
-            query_vectors = encoder.encode_queries(batch)
+            query_vectors = encoder.encode_queries(batch)  # for the margins and the dense search
+            hits = search(kit, batch, k=fetch, mode=mode, query_vectors=query_vectors)
             positive_texts = list(dict.fromkeys(p.positive for q in batch for p in positives[q]))
             positive_vectors = table.passage_vectors(positive_texts)
         for i, query in enumerate(batch):
