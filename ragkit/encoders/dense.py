@@ -160,7 +160,6 @@ class DenseEncoder:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
-
     def _precision(self) -> Any:
         if self._autocast is None:
             return contextlib.nullcontext()
