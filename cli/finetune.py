@@ -70,6 +70,10 @@ def finetune_command(
     lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 5e-5,
     warmup: Annotated[float, typer.Option(help="Warm-up share of the steps.")] = 0.1,
     max_seq_length: Annotated[int, typer.Option(help="Token limit while training.")] = 128,
+    precision: Annotated[
+        str,
+        typer.Option(help="auto (bf16 where the hardware has it), fp32, bf16 or fp16 (CUDA)."),
+    ] = "auto",
     temperature: Annotated[float, typer.Option(help="InfoNCE temperature (1 / scale).")] = 0.05,
     alpha: Annotated[
         float, typer.Option(help="Hardness weighting of mined negatives; 0: plain InfoNCE.")
@@ -144,6 +148,7 @@ def finetune_command(
                 learning_rate=lr,
                 warmup_ratio=warmup,
                 max_seq_length=max_seq_length,
+                precision=precision,
                 temperature=temperature,
                 alpha=alpha,
                 spread_out_weight=spread_out,

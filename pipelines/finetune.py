@@ -233,6 +233,7 @@ def finetune(
         "training": {
             **{k: v for k, v in asdict(config.train).items()},
             "steps": [r.steps for r in runs],
+            "compute_dtype": runs[0].compute_dtype,
             "seconds": round(clock["train"], 1),
             "teacher": config.teacher,
         },

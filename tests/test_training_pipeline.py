@@ -173,6 +173,25 @@ def test_training_is_deterministic_for_a_seed_and_leaves_the_base_alone(
     assert runs[0].loss["infonce"]["hardness_mode"] == "hard_negatives"
 
 
+def test_training_precision_reaches_the_trainer(tiny_encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.errors import ConfigError
+    from ragkit.training import train_encoder
+
+    pairs = [Pair(QUERY_A[a], DOC_A[a]) for a in range(4)]
+    runs = {
+        p: train_encoder(
+            tiny_encoder, pairs, small_training(batch_size=4, precision=p), tmp_path / p, seed=0
+        )
+        for p in ("fp32", "bf16")
+    }
+    assert {p: r.compute_dtype for p, r in runs.items()} == {
+        "fp32": "float32",
+        "bf16": "bfloat16",
+    }
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        train_encoder(tiny_encoder, pairs, small_training(precision="fp16"), tmp_path / "x", seed=0)
+
+
 # -- soups -------------------------------------------------------------------------------------
 def test_soup_averages_weights_exactly(tiny_model) -> None:  # type: ignore[no-untyped-def]
     a = {"w": torch.tensor([1.0, 2.0]), "steps": torch.tensor([3])}

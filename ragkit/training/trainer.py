@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragkit.encoders.registry import quiet_loading
+from ragkit.encoders.registry import quiet_loading, resolve_precision
 from ragkit.errors import ConfigError, MissingDependencyError
 from ragkit.training.losses import build_loss, teacher_embeddings
 from ragkit.training.pairs import Pair
@@ -46,6 +46,9 @@ class TrainConfig:
     save_strategy: str = "epoch"  # "epoch" or "steps"
     save_steps: int = 500
     device: str | None = None  # None: CUDA when present, else CPU
+    # Mixed precision like [encoder] precision: auto = bf16 autocast where the hardware has it
+    # (master weights stay float32), fp32, bf16, or fp16 (CUDA).
+    precision: str = "auto"
     logging_steps: int = 10
 
     def validate(self) -> None:
@@ -70,6 +73,7 @@ class TrainRun:
     seconds: float
     loss: dict[str, Any]
     log: list[dict[str, Any]] = field(default_factory=list)
+    compute_dtype: str = "float32"  # what autocast ran the forward passes in
 
 
 def train_encoder(
@@ -124,6 +128,7 @@ def train_encoder(
     }
     prompts = {k: v for k, v in prompts.items() if v}
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = resolve_precision(config.precision, torch.device(device).type)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=config.epochs,
@@ -142,6 +147,8 @@ def train_encoder(
         report_to="none",
         disable_tqdm=True,
         use_cpu=device == "cpu",
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
         dataloader_num_workers=0,
     )
 
@@ -170,6 +177,7 @@ def train_encoder(
         seconds=seconds,
         loss=describe_loss(loss),
         log=[dict(entry) for entry in trainer.state.log_history],
+        compute_dtype=str(dtype or torch.float32).removeprefix("torch."),
     )
 
 
