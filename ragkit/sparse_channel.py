@@ -3,8 +3,10 @@
 Both live in the collection's folder under the same generation number as the dense index and
 are committed in the same store transaction, so ingest, update and delete touch both or neither.
 SPLADE vectors are cached in the store like dense ones (keyed by text hash × model
-fingerprint); BM25 needs corpus-wide statistics, so its index is rebuilt from the stored chunk
-texts at each commit (seconds for tens of thousands of chunks).
+fingerprint). BM25 needs corpus-wide statistics, but its index keeps each chunk's term counts
+(saved in its file too), so a commit tokenizes only the new chunks, in ``prepare``, and the
+scores are recomputed from the counts; only switching channels or an index file from before
+counts were kept makes it read and tokenize every stored chunk text again.
 """
 
 from __future__ import annotations
@@ -92,10 +94,21 @@ class Bm25Channel:
         return BM25Index.load(path)
 
     def prepare(self, chunks: Sequence[Chunk], store: Store, progress: ProgressCallback) -> Any:
-        return None
+        """Tokenize the new chunks (the slow part of BM25) before the transaction."""
+        from ragkit.indexes.bm25_index import count_terms
+
+        return count_terms([chunk.embed_text for chunk in chunks])
 
     def apply(self, index: Any, removed: np.ndarray, new_ids: np.ndarray, prepared: Any) -> bool:
-        return not (len(removed) or len(new_ids))
+        """Update the term counts in place; False (rebuild from the store) when the index has
+        no counts (a version-1 file) or the new chunks were not prepared."""
+        if not (len(removed) or len(new_ids)):
+            return True
+        if not index.updatable or (len(new_ids) and prepared is None):
+            return False
+        index.remove(removed)
+        index.add(new_ids, prepared)
+        return True
 
     def rebuild(self, index: Any, store: Store) -> None:
         rows = store.chunk_hashes()

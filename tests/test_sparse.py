@@ -14,7 +14,7 @@ from scipy import sparse
 
 from ragkit.errors import ConfigError, IndexCorruptError, WorkspaceError
 from ragkit.indexes import sparse_index as sparse_index_module
-from ragkit.indexes.bm25_index import BM25Index
+from ragkit.indexes.bm25_index import BM25Index, count_terms
 from ragkit.indexes.sparse_index import SparseIndex
 
 DOCS = [
@@ -351,3 +351,232 @@ def test_bm25_empty_corpus_and_bad_input(tmp_path: Path) -> None:
     assert len(BM25Index.load(tmp_path / "empty.npz")) == 0
     with pytest.raises(ConfigError, match="one id per text"):
         index.rebuild(np.arange(2), ["only one"])
+
+
+# -- BM25 updates from stored term counts -----------------------------------------------------
+BM25_WORDS = [
+    "cat", "cats", "dog", "dogs", "running", "runs", "bird", "fish", "fishing", "tree", "trees",
+    "server", "servers", "backup", "backups", "red", "green", "the", "and", "of", "is", "it",
+]  # fmt: skip
+BM25_QUERIES = ["cat", "running dogs", "fish fishing tree", "server backup red", "rare3 cats"]
+
+
+def bm25_corpus(n: int, seed: int) -> list[str]:
+    """Random short texts: repeated words (tf > 1), stems shared by several words, stopwords,
+    rare words that vanish when their text is removed, and texts with no term at all."""
+    rng = np.random.default_rng(seed)
+    texts = []
+    for i in range(n):
+        words = list(rng.choice(BM25_WORDS, size=int(rng.integers(1, 14))))
+        texts.append(" ".join(words + ([f"rare{i}"] if i % 7 == 0 else [])))
+    return [*texts, "the and of it", ""]
+
+
+def bm25s_scores(ids: np.ndarray, texts: list[str], queries: list[str]) -> np.ndarray:
+    """(queries × ids) scores of ``bm25s`` indexing ``texts`` from scratch: the reference."""
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+
+    def tokens(strings: list[str]) -> list[list[str]]:
+        return bm25s.tokenize(
+            strings, stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False
+        )
+
+    retriever = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+    retriever.index(tokens(texts), create_empty_token=False, show_progress=False)
+    return np.stack(
+        [
+            retriever.get_scores_from_ids(retriever.get_tokens_ids(query))
+            for query in tokens(queries)
+        ]
+    )
+
+
+def all_scores(index: BM25Index, ids: np.ndarray, queries: list[str]) -> np.ndarray:
+    """(queries × ids) scores from searching every document: 0 where a document is no hit."""
+    scores, hit_ids = index.search_texts(queries, len(ids) + 5)
+    column = {int(doc_id): j for j, doc_id in enumerate(ids)}
+    out = np.zeros((len(queries), len(ids)), dtype=np.float32)
+    for row in range(len(queries)):
+        for score, doc_id in zip(scores[row], hit_ids[row], strict=True):
+            if doc_id >= 0:
+                out[row, column[int(doc_id)]] = score
+    return out
+
+
+def test_bm25_updates_score_like_a_rebuild_and_bm25s(tmp_path: Path) -> None:
+    texts = bm25_corpus(300, seed=3)
+    current = dict(zip((np.arange(len(texts)) * 2 + 1).tolist(), texts, strict=True))
+    ids = np.array(list(current), dtype=np.int64)
+    index = BM25Index()
+    index.add(ids[:150], count_terms(texts[:150]))
+    index.remove(ids[:150:4])  # removes rare0, rare28, …: their terms leave the file
+    index.add(ids[150:], count_terms(texts[150:]))
+    replaced = ids[1:60:5]
+    new_texts = [f"cats running {current[int(i)]}" for i in replaced]
+    index.add(replaced, count_terms(new_texts))  # an id added again is replaced
+    for doc_id in ids[:150:4]:
+        del current[int(doc_id)]
+    current.update(zip(replaced.tolist(), new_texts, strict=True))
+    final_ids, final_texts = np.array(list(current), dtype=np.int64), list(current.values())
+    assert sorted(index.ids().tolist()) == sorted(final_ids.tolist())
+
+    expected = bm25s_scores(final_ids, final_texts, BM25_QUERIES)
+    assert (expected > 0).any(axis=1).all()
+    rebuilt = BM25Index()
+    rebuilt.rebuild(final_ids, final_texts)
+    index.save(tmp_path / "bm25.npz")
+    loaded = BM25Index.load(tmp_path / "bm25.npz")
+    for candidate in (index, rebuilt, loaded):
+        scores = all_scores(candidate, final_ids, BM25_QUERIES)
+        np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+        assert candidate.search_texts(BM25_QUERIES, 10)[1].tolist() == (
+            rebuilt.search_texts(BM25_QUERIES, 10)[1].tolist()
+        )
+    assert loaded.updatable and "rare0" not in loaded._vocab and "rare7" in loaded._vocab
+
+
+def test_bm25_add_tokenizes_nothing_but_the_new_texts(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import bm25s
+
+    tokenized: list[int] = []
+    original = bm25s.tokenize
+    monkeypatch.setattr(
+        bm25s, "tokenize", lambda texts, **kw: tokenized.append(len(texts)) or original(texts, **kw)
+    )
+    texts = bm25_corpus(100, seed=5)
+    index = BM25Index()
+    index.rebuild(np.arange(len(texts)), texts)
+    assert tokenized == [len(texts)]
+    index.remove(np.arange(10))
+    index.add(np.arange(1000, 1003), count_terms(texts[:3]))
+    index.search_texts(["cat dog"], 3)
+    assert tokenized == [len(texts), 3, 1]  # the three new texts, then the query
+
+
+def write_bm25_version_1(path: Path, ids: np.ndarray, texts: list[str]) -> None:
+    """An index file as version 1 wrote it: bm25s's score matrix and vocabulary, no counts."""
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    tokens = bm25s.tokenize(
+        texts, stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False
+    )
+    retriever = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+    retriever.index(tokens, create_empty_token=False, show_progress=False)
+    stored, vocab = retriever.scores, retriever.vocab_dict
+    scores = sparse.csc_matrix(
+        (stored["data"], stored["indices"], stored["indptr"]),
+        shape=(len(ids), len(vocab)),
+        dtype=np.float32,
+    )
+    index = SparseIndex(len(vocab))
+    index.rebuild(ids, scores)
+    terms = sorted(vocab, key=vocab.__getitem__)
+    with open(path, "wb") as handle:  # a handle: np.savez would append ".npz" to the name
+        np.savez(
+            handle,
+            format=np.array("ragkit-bm25-index"),
+            version=np.array(1, dtype=np.int64),
+            k1=np.array(1.5),
+            b=np.array(0.75),
+            stemmer=np.array("english"),
+            stopwords=np.array("en"),
+            vocab=np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8),
+            **index.to_arrays(prefix="index."),
+        )
+
+
+def test_bm25_version_1_file_searches_and_is_rebuilt_on_change(tmp_path: Path) -> None:
+    from ragkit.sparse_channel import Bm25Channel
+
+    texts = bm25_corpus(80, seed=9)
+    ids = np.arange(len(texts), dtype=np.int64) + 100
+    path = tmp_path / "old.npz"
+    write_bm25_version_1(path, ids, texts)
+    old = BM25Index.load(path)
+    assert not old.updatable and sorted(old.ids().tolist()) == ids.tolist()
+    current = BM25Index()
+    current.rebuild(ids, texts)
+    for a, b in zip(
+        old.search_texts(BM25_QUERIES, 8), current.search_texts(BM25_QUERIES, 8), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    with pytest.raises(ConfigError, match="version-1 file"):
+        old.add(ids[:1] + 1000, count_terms(texts[:1]))
+    channel = Bm25Channel()
+    assert channel.apply(old, ids[:0], ids[:0], None)  # no change: nothing to rebuild
+    assert not channel.apply(old, ids[:1], ids[:0], None)  # a change: rebuild from the store
+    old.save(tmp_path / "again.npz")  # written back as it was read
+    assert not BM25Index.load(tmp_path / "again.npz").updatable
+
+
+def test_ingest_tokenizes_only_new_chunks_and_upgrades_a_version_1_file(
+    workspace, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import bm25s
+
+    from ragkit.sparse_channel import sparse_path
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(6):
+        (docs / f"note{i}.md").write_text(f"# Note {i}\n\ncats and dogs number{i}\n")
+    workspace.ingest(docs)
+    channel = workspace.sparse_channel
+    tokenized: list[int] = []
+    original = bm25s.tokenize
+    monkeypatch.setattr(
+        bm25s, "tokenize", lambda texts, **kw: tokenized.append(len(texts)) or original(texts, **kw)
+    )
+
+    def sparse_file() -> Path:
+        collection = workspace.collection()
+        return sparse_path(collection.dir, channel, collection.record.generation)
+
+    (docs / "note1.md").write_text("# Note 1\n\nfishing birds\n")
+    report = workspace.ingest(docs)
+    assert report.chunks_added == 1 and sum(tokenized) == 1  # not the 5 unchanged chunks
+    assert BM25Index.load(sparse_file()).updatable
+    assert workspace.query("fishing", k=1, mode="sparse")[0].uri == "note1.md"
+
+    # An index file from before counts were kept is searched as is, then rebuilt from the
+    # store (every chunk tokenized once) at the first commit that changes chunks.
+    rows = workspace.store.chunk_hashes()
+    write_bm25_version_1(
+        sparse_file(), np.array([r[0] for r in rows], dtype=np.int64), [r[2] for r in rows]
+    )
+    assert workspace.query("fishing", k=1, mode="sparse")[0].uri == "note1.md"
+    tokenized.clear()
+    (docs / "note2.md").write_text("# Note 2\n\nred trees\n")
+    workspace.ingest(docs)
+    assert sum(tokenized) == 1 + len(rows)  # the new chunk, then the rebuild of all 6
+    assert BM25Index.load(sparse_file()).updatable
+    assert workspace.query("trees", k=1, mode="sparse")[0].uri == "note2.md"
+    sparse_ids = set(workspace.collection().load_sparse(channel).ids().tolist())
+    assert sparse_ids == set(workspace.store.all_chunk_ids().tolist())
+
+
+def test_bm25_damaged_term_counts_raise_index_corrupt(tmp_path: Path) -> None:
+    index = BM25Index()
+    index.rebuild(np.arange(5), BM25_DOCS)
+    good = tmp_path / "good.npz"
+    index.save(good)
+    with np.load(good, allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    damages = {
+        "out of range": {"counts.indices": arrays["counts.indices"] + 100},
+        "not positive": {"counts.data": -arrays["counts.data"]},
+        "missing arrays": {"ids": None},
+        "shape": {"counts.indptr": arrays["counts.indptr"][:-1]},
+    }
+    for reason, change in damages.items():
+        damaged = {**arrays, **change}
+        path = tmp_path / "damaged.npz"
+        with open(path, "wb") as handle:
+            np.savez(handle, **{k: v for k, v in damaged.items() if v is not None})
+        with pytest.raises(IndexCorruptError, match=rf"damaged\.npz.*{reason}"):
+            BM25Index.load(path)

@@ -1,19 +1,31 @@
-"""BM25 keyword index: the sparse channel that needs no model, built with ``bm25s``.
+"""BM25 keyword index: the sparse channel that needs no model.
 
 Texts are lower-cased, split on words, stripped of English stopwords and stemmed with PyStemmer's
-english stemmer. ``bm25s`` precomputes each (term, document) BM25 score, so the index is a
-term-major score matrix: it is stored and searched by
-:class:`~ragkit.indexes.sparse_index.SparseIndex` (a query is the bag of its terms), which gives
-BM25 the same ``allowed_ids`` filter, the same result shapes and the same single-file ``.npz``
-format as the SPLADE channel.
+english stemmer (``bm25s``'s tokenizer). Tokenizing is the slow part of BM25, so each text is
+tokenized once: the index keeps every document's term counts (a documents × terms matrix, see
+:class:`TermCounts`) and derives the Lucene BM25 scores from them, the same scores ``bm25s``
+computes, in a few vectorized passes over the counts.
 
-BM25 weighs a term by its inverse document frequency over the *whole* corpus, so adding or
-removing one document changes every score: the index is only ever rebuilt from all texts.
+BM25 weighs a term by its inverse document frequency and a document by its length relative to
+the *whole* corpus, so adding or removing one document changes every score. The scores are
+therefore recomputed from the counts when the index is next searched; adding documents only
+tokenizes the new texts (an ingest does that in :func:`count_terms`, before its transaction).
+
+The scores form a term-major matrix searched by :class:`~ragkit.indexes.sparse_index.SparseIndex`
+(a query is the bag of its terms), which gives BM25 the same ``allowed_ids`` filter and result
+shapes as the SPLADE channel.
+
+File format (one ``.npz``): version 2 holds the vocabulary, the ids and the term counts; the
+scores are recomputed at the first search after loading. Version 1 (the score matrix alone)
+still loads and searches, but cannot be updated without its texts (:attr:`BM25Index.updatable`
+is False): the BM25 channel rebuilds it from the store at the first commit that changes chunks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +35,65 @@ from scipy import sparse
 from ragkit.errors import ConfigError, IndexCorruptError, MissingDependencyError
 from ragkit.indexes.sparse_index import SparseIndex, read_npz, write_npz
 
-__all__ = ["BM25Index"]
+__all__ = ["BM25Index", "TermCounts", "count_terms"]
 
 _FORMAT = "ragkit-bm25-index"
-_VERSION = 1
+_VERSION = 2
+_SCORES_ONLY_VERSION = 1  # files written before term counts were kept
 _STEMMER_LANGUAGE = "english"
 _STOPWORDS = "en"
 _INDEX_PREFIX = "index."
+_COUNTS_PREFIX = "counts."
+
+
+@dataclass(frozen=True)
+class TermCounts:
+    """Tokenized texts: ``matrix[i, j]`` is how often ``terms[j]`` occurs in text *i*.
+
+    The terms are the texts' own (sorted), not an index's vocabulary, so texts can be counted
+    before the index they go into is loaded or locked; :meth:`BM25Index.add` maps them.
+    """
+
+    terms: list[str]
+    matrix: sparse.csr_matrix  # (texts × terms), int32 counts
+
+    def __len__(self) -> int:
+        return int(self.matrix.shape[0])
+
+
+def count_terms(texts: Sequence[str], stemmer: Any = None) -> TermCounts:
+    """Tokenize ``texts`` into term counts: the one costly step of BM25, done once per text.
+
+    ``stemmer`` is a PyStemmer english stemmer to reuse (one is made when None); a stemmer is
+    not thread-safe, so concurrent callers pass their own or none.
+    """
+    if isinstance(texts, str):
+        raise ConfigError("count_terms() takes a list of texts; wrap the string in [ ]")
+    texts = list(texts)
+    if not texts:
+        return TermCounts([], sparse.csr_matrix((0, 0), dtype=np.int32))
+    tokenized = _import_bm25s().tokenize(
+        texts,
+        stopwords=_STOPWORDS,
+        stemmer=_make_stemmer() if stemmer is None else stemmer,
+        return_ids=True,
+        show_progress=False,
+    )
+    # Sorted terms make the saved vocabulary independent of bm25s's set iteration order.
+    terms = sorted(tokenized.vocab)
+    sorted_column = np.empty(len(terms), dtype=np.int32)
+    sorted_column[[tokenized.vocab[term] for term in terms]] = np.arange(len(terms))
+    lengths = np.fromiter(map(len, tokenized.ids), dtype=np.int64, count=len(texts))
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    flat = np.fromiter(
+        itertools.chain.from_iterable(tokenized.ids), dtype=np.int64, count=int(indptr[-1])
+    )
+    matrix = sparse.csr_matrix(
+        (np.ones(len(flat), dtype=np.int32), sorted_column[flat], indptr),
+        shape=(len(texts), len(terms)),
+    )
+    matrix.sum_duplicates()  # one entry per (text, term), holding its count
+    return TermCounts(terms, matrix)
 
 
 class BM25Index:
@@ -40,42 +104,69 @@ class BM25Index:
             raise ConfigError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
         self.k1 = float(k1)
         self.b = float(b)
-        self._vocab: dict[str, int] = {}
-        self._index: SparseIndex | None = None
+        self._terms: list[str] = []  # column → term
+        self._vocab: dict[str, int] = {}  # term → column
+        self._ids = np.zeros(0, dtype=np.int64)  # row → chunk id
+        self._counts: sparse.csr_matrix | None = _empty_counts(0)  # None: version-1 file
+        self._scores: SparseIndex | None = None  # derived from the counts; None when stale
         self._stemmer: Any = None
 
     def __len__(self) -> int:
-        return len(self._index) if self._index is not None else 0
+        return len(self._ids)
 
     def ids(self) -> np.ndarray:
-        return self._index.ids() if self._index is not None else np.zeros(0, dtype=np.int64)
+        return self._ids.copy()
+
+    @property
+    def updatable(self) -> bool:
+        """Whether documents can be added or removed: False for an index read from a version-1
+        file, which holds scores but no term counts, so only :meth:`rebuild` can change it."""
+        return self._counts is not None
 
     def rebuild(self, ids: np.ndarray, texts: Sequence[str]) -> None:
-        """Index all ``texts`` (IDF is a corpus statistic, so there is no incremental add)."""
-        bm25s = _import_bm25s()
+        """Index exactly ``texts`` (tokenizing all of them), replacing everything."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) != len(texts):
             raise ConfigError(f"got {len(ids)} ids for {len(texts)} texts; give one id per text")
+        _check_unique(ids, "rebuild()")
+        counts = count_terms(texts, self._own_stemmer())
+        self._terms, self._vocab = [], {}
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._counts = _empty_counts(0)
+        self._scores = None
+        self.add(ids, counts)
+
+    def add(self, ids: np.ndarray, counts: TermCounts) -> None:
+        """Add documents from their :func:`count_terms` (an id already present is replaced).
+
+        Nothing is tokenized here; the scores are recomputed from the counts at the next search.
+        """
+        ids = self._check_new(ids, counts)
         if len(ids) == 0:
-            self._vocab, self._index = {}, None
             return
-        retriever = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
-        retriever.index(self._tokenize(texts), create_empty_token=False, show_progress=False)
-        stored = retriever.scores
-        vocab_size = len(stored["indptr"]) - 1
-        # bm25s keeps a (documents × terms) CSC matrix; its transpose is our term-major layout.
-        scores = sparse.csc_matrix(
-            (stored["data"], stored["indices"], stored["indptr"]),
-            shape=(int(stored["num_docs"]), vocab_size),
-            dtype=np.float32,
+        self.remove(ids)
+        old = self._counts_or_raise("add documents to")
+        columns = self._columns_of(counts.terms)
+        given = counts.matrix
+        rows = sparse.csr_matrix(
+            (given.data.copy(), columns[given.indices], given.indptr.copy()),
+            shape=(len(ids), len(self._terms)),
         )
-        index = SparseIndex(max(1, vocab_size))
-        if vocab_size:
-            index.rebuild(ids, scores)
-        else:  # every text was stopwords only: documents exist but nothing can match them
-            index.rebuild(ids, sparse.csr_matrix((len(ids), 1), dtype=np.float32))
-        self._vocab = dict(retriever.vocab_dict)
-        self._index = index
+        rows.sort_indices()  # canonical rows: what the saved file must hold
+        self._counts = sparse.vstack([_widened(old, len(self._terms)), rows], format="csr")
+        self._ids = np.concatenate([self._ids, ids])
+        self._scores = None
+
+    def remove(self, ids: np.ndarray) -> bool:
+        """Remove documents (unknown ids are ignored); always True."""
+        counts = self._counts_or_raise("remove documents from")
+        gone = np.isin(self._ids, np.asarray(ids, dtype=np.int64).reshape(-1))
+        if gone.any():
+            keep = np.flatnonzero(~gone)
+            self._counts = counts[keep]
+            self._ids = self._ids[keep]
+            self._scores = None
+        return True
 
     def search_texts(
         self, queries: Sequence[str], k: int, *, allowed_ids: np.ndarray | None = None
@@ -83,31 +174,43 @@ class BM25Index:
         """Return (scores float32, ids int64), each (len(queries), k); missing slots: 0 and -1."""
         if isinstance(queries, str):
             raise ConfigError("search_texts() takes a list of queries; wrap the string in [ ]")
-        if self._index is None:
+        scores = self._score_index()
+        if scores is None:
             if k < 0:
                 raise ConfigError(f"k must be >= 0, got {k}")
             return (
                 np.zeros((len(queries), k), dtype=np.float32),
                 np.full((len(queries), k), -1, dtype=np.int64),
             )
-        return self._index.search(self._query_matrix(queries), k, allowed_ids=allowed_ids)
+        queries = self._query_matrix(queries, scores.vocab_size)
+        return scores.search(queries, k, allowed_ids=allowed_ids)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """One ``.npz``: parameters, the vocabulary and the score matrix, written atomically."""
-        tokens = sorted(self._vocab, key=self._vocab.__getitem__)
+        """One ``.npz``: parameters, vocabulary, ids and term counts, written atomically.
+
+        Terms no document uses any more (their documents were removed) are left out.
+        """
         arrays: dict[str, np.ndarray] = {
             "format": np.array(_FORMAT),
-            "version": np.array(_VERSION, dtype=np.int64),
             "k1": np.array(self.k1),
             "b": np.array(self.b),
             "stemmer": np.array(_STEMMER_LANGUAGE),
             "stopwords": np.array(_STOPWORDS),
-            # Terms never contain whitespace (they are \w+ runs), so "\n" can join them.
-            "vocab": np.frombuffer("\n".join(tokens).encode("utf-8"), dtype=np.uint8),
         }
-        if self._index is not None:
-            arrays.update(self._index.to_arrays(prefix=_INDEX_PREFIX))
+        if self._counts is None:  # a version-1 index is written back as it was read
+            arrays["version"] = np.array(_SCORES_ONLY_VERSION, dtype=np.int64)
+            arrays["vocab"] = _encode_terms(self._terms)
+            if self._scores is not None:
+                arrays.update(self._scores.to_arrays(prefix=_INDEX_PREFIX))
+        else:
+            terms, counts = _without_unused_terms(self._terms, self._counts)
+            arrays["version"] = np.array(_VERSION, dtype=np.int64)
+            arrays["vocab"] = _encode_terms(terms)
+            arrays["ids"] = self._ids
+            arrays[_COUNTS_PREFIX + "indptr"] = counts.indptr.astype(np.int64)
+            arrays[_COUNTS_PREFIX + "indices"] = counts.indices.astype(np.int32)
+            arrays[_COUNTS_PREFIX + "data"] = counts.data.astype(np.int32)
         write_npz(Path(path), arrays)
 
     @classmethod
@@ -122,7 +225,8 @@ class BM25Index:
             )
 
         try:
-            if str(arrays["format"]) != _FORMAT or int(arrays["version"]) != _VERSION:
+            version = int(arrays["version"])
+            if str(arrays["format"]) != _FORMAT or version not in (_VERSION, _SCORES_ONLY_VERSION):
                 raise corrupt(f"format {arrays['format']!s} version {arrays['version']!s}")
             if str(arrays["stemmer"]) != _STEMMER_LANGUAGE or str(arrays["stopwords"]) != (
                 _STOPWORDS
@@ -134,48 +238,184 @@ class BM25Index:
             raise corrupt(f"bad header: {exc}") from exc
         except ConfigError as exc:
             raise corrupt(str(exc)) from exc
-        tokens = text.split("\n") if text else []
-        if _INDEX_PREFIX + "ids" in arrays:
-            index._index = SparseIndex.from_arrays(arrays, source=path, prefix=_INDEX_PREFIX)
-            expected = index._index.vocab_size
-            if len(tokens) != expected and not (not tokens and expected == 1):
-                raise corrupt(f"{len(tokens)} terms for a matrix of {expected}")
-        elif tokens:
-            raise corrupt("a vocabulary without a score matrix")
-        index._vocab = {token: position for position, token in enumerate(tokens)}
-        if len(index._vocab) != len(tokens):
+        index._terms = text.split("\n") if text else []
+        index._vocab = {term: column for column, term in enumerate(index._terms)}
+        if len(index._vocab) != len(index._terms):
             raise corrupt("repeated terms in the vocabulary")
+        if version == _VERSION:
+            index._ids, index._counts = _read_counts(arrays, len(index._terms), corrupt)
+        else:
+            index._read_scores_only(arrays, path, corrupt)
         return index
 
+    def _read_scores_only(
+        self,
+        arrays: dict[str, np.ndarray],
+        path: Path,
+        corrupt: Callable[[str], IndexCorruptError],
+    ) -> None:
+        """A version-1 file: searchable scores, no counts (empty, it is trivially updatable)."""
+        if _INDEX_PREFIX + "ids" not in arrays:
+            if self._terms:
+                raise corrupt("a vocabulary without a score matrix")
+            return
+        scores = SparseIndex.from_arrays(arrays, source=path, prefix=_INDEX_PREFIX)
+        expected = scores.vocab_size
+        if len(self._terms) != expected and not (not self._terms and expected == 1):
+            raise corrupt(f"{len(self._terms)} terms for a matrix of {expected}")
+        self._scores, self._ids, self._counts = scores, scores.ids(), None
+
     # -- internals --------------------------------------------------------------------------
-    def _tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        bm25s = _import_bm25s()
+    def _check_new(self, ids: np.ndarray, counts: TermCounts) -> np.ndarray:
+        self._counts_or_raise("add documents to")
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if not isinstance(counts, TermCounts):
+            raise ConfigError(
+                f"add() takes the documents' TermCounts (from count_terms), got {type(counts)}"
+            )
+        if len(ids) != len(counts):
+            raise ConfigError(f"got {len(ids)} ids for {len(counts)} counted texts; one id each")
+        _check_unique(ids, "add()")
+        return ids
+
+    def _counts_or_raise(self, action: str) -> sparse.csr_matrix:
+        if self._counts is None:
+            raise ConfigError(
+                f"cannot {action} this BM25 index: it was read from a version-1 file, which has "
+                "no term counts; rebuild it from the texts (rebuild(), or the next ingest does)"
+            )
+        return self._counts
+
+    def _columns_of(self, terms: list[str]) -> np.ndarray:
+        """The vocabulary column of each term, appending the terms not seen before."""
+        columns = np.empty(len(terms), dtype=np.int32)
+        for position, term in enumerate(terms):
+            column = self._vocab.get(term)
+            if column is None:
+                column = self._vocab[term] = len(self._terms)
+                self._terms.append(term)
+            columns[position] = column
+        return columns
+
+    def _score_index(self) -> SparseIndex | None:
+        """The searchable scores, recomputed from the counts after any change."""
+        if self._scores is None and self._counts is not None and len(self._ids):
+            self._scores = _score_index(self._ids, self._counts, self.k1, self.b)
+        return self._scores
+
+    def _own_stemmer(self) -> Any:
         if self._stemmer is None:
             self._stemmer = _make_stemmer()
-        return bm25s.tokenize(
-            list(texts),
-            stopwords=_STOPWORDS,
-            stemmer=self._stemmer,
-            return_ids=False,
-            show_progress=False,
+        return self._stemmer
+
+    def _query_matrix(self, queries: Sequence[str], width: int) -> sparse.csr_matrix:
+        """A query as its term counts: BM25 adds a term's score once per occurrence."""
+        counts = count_terms(queries, self._own_stemmer())
+        columns = np.array([self._vocab.get(term, -1) for term in counts.terms], dtype=np.int64)
+        entries = counts.matrix.tocoo()
+        known = columns[entries.col] >= 0 if len(columns) else np.zeros(0, dtype=bool)
+        return sparse.csr_matrix(
+            (
+                entries.data[known].astype(np.float32),
+                (entries.row[known], columns[entries.col[known]]),
+            ),
+            shape=(len(queries), width),
         )
 
-    def _query_matrix(self, queries: Sequence[str]) -> sparse.csr_matrix:
-        """A query as its term counts: BM25 adds a term's score once per occurrence."""
-        assert self._index is not None
-        rows: list[int] = []
-        cols: list[int] = []
-        for row, tokens in enumerate(self._tokenize(queries) if queries else []):
-            for token in tokens:
-                column = self._vocab.get(token)
-                if column is not None:
-                    rows.append(row)
-                    cols.append(column)
-        counts = np.ones(len(rows), dtype=np.float32)
-        # Duplicate (row, column) pairs are summed on conversion, giving the counts.
-        return sparse.csr_matrix(
-            (counts, (rows, cols)), shape=(len(queries), self._index.vocab_size)
-        )
+
+def _score_index(ids: np.ndarray, counts: sparse.csr_matrix, k1: float, b: float) -> SparseIndex:
+    """Lucene BM25 of every (document, term) from the counts, as ``bm25s`` computes it:
+    idf = ln(1 + (N - df + 0.5) / (df + 0.5)), tf part = tf / (tf + k1 (1 - b + b |d| / avgdl)).
+    """
+    n_docs, n_terms = counts.shape
+    width = max(1, n_terms)  # every text was stopwords only: documents exist, nothing matches
+    scores = np.zeros(0, dtype=np.float32)
+    if counts.nnz:
+        tf = counts.data.astype(np.float64)
+        lengths = np.asarray(counts.sum(axis=1), dtype=np.float64).reshape(-1)
+        document_frequency = np.bincount(counts.indices, minlength=n_terms)
+        idf = np.log1p((n_docs - document_frequency + 0.5) / (document_frequency + 0.5))
+        relative_length = np.repeat(lengths / lengths.mean(), np.diff(counts.indptr))
+        tf_part = tf / (tf + k1 * (1 - b + b * relative_length))
+        # bm25s keeps idf in float32 before multiplying; doing the same keeps scores identical.
+        scores = (idf.astype(np.float32)[counts.indices] * tf_part).astype(np.float32)
+    # Copies: SparseIndex may sort a matrix's index arrays in place, which must not reach
+    # the counts (their data would no longer line up).
+    matrix = sparse.csr_matrix(
+        (scores, counts.indices.copy(), counts.indptr.copy()), shape=(n_docs, width)
+    )
+    index = SparseIndex(width)
+    index.rebuild(ids, matrix)
+    return index
+
+
+def _read_counts(
+    arrays: dict[str, np.ndarray], n_terms: int, corrupt: Callable[[str], IndexCorruptError]
+) -> tuple[np.ndarray, sparse.csr_matrix]:
+    """The ids and count matrix of a version-2 file, checked: the file may be damaged."""
+    needed = ["ids", *(_COUNTS_PREFIX + name for name in ("indptr", "indices", "data"))]
+    if missing := [name for name in needed if name not in arrays]:
+        raise corrupt(f"missing arrays {missing}")
+    ids, indptr, indices, data = (arrays[name] for name in needed)
+    if (
+        ids.dtype != np.int64
+        or ids.ndim != 1
+        or indptr.shape != (len(ids) + 1,)
+        or indices.ndim != 1
+        or indices.shape != data.shape
+        or indptr[0] != 0
+        or indptr[-1] != len(indices)
+        or np.any(np.diff(indptr) < 0)
+    ):
+        raise corrupt("inconsistent count matrix shape")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_terms):
+        raise corrupt("term columns out of range")
+    if data.dtype.kind not in "iu" or (len(data) and data.min() <= 0):
+        raise corrupt("term counts that are not positive integers")
+    if len(np.unique(ids)) != len(ids):
+        raise corrupt("duplicate ids")
+    counts = sparse.csr_matrix(
+        (data.astype(np.int32), indices.astype(np.int32), indptr.astype(np.int64)),
+        shape=(len(ids), n_terms),
+    )
+    if not counts.has_canonical_format:
+        raise corrupt("unsorted or repeated terms in a document")
+    return ids.astype(np.int64), counts
+
+
+def _without_unused_terms(
+    terms: list[str], counts: sparse.csr_matrix
+) -> tuple[list[str], sparse.csr_matrix]:
+    """The vocabulary and counts minus terms no document holds, columns sorted per row."""
+    used = np.bincount(counts.indices, minlength=len(terms)) > 0
+    new_column = np.cumsum(used) - 1
+    kept = sparse.csr_matrix(
+        (counts.data, new_column[counts.indices].astype(np.int32), counts.indptr),
+        shape=(counts.shape[0], int(used.sum())),
+    )
+    kept.sort_indices()
+    return list(itertools.compress(terms, used)), kept
+
+
+def _check_unique(ids: np.ndarray, caller: str) -> None:
+    if len(np.unique(ids)) != len(ids):
+        raise ConfigError(f"the ids given to {caller} repeat; each chunk id may appear once")
+
+
+def _encode_terms(terms: list[str]) -> np.ndarray:
+    # Terms never contain whitespace (they are \w+ runs), so "\n" can join them.
+    return np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8)
+
+
+def _empty_counts(n_terms: int) -> sparse.csr_matrix:
+    return sparse.csr_matrix((0, n_terms), dtype=np.int32)
+
+
+def _widened(counts: sparse.csr_matrix, n_terms: int) -> sparse.csr_matrix:
+    """The same counts with room for new vocabulary columns (no entry moves)."""
+    return sparse.csr_matrix(
+        (counts.data, counts.indices, counts.indptr), shape=(counts.shape[0], n_terms)
+    )
 
 
 def _import_bm25s() -> Any:
