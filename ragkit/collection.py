@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,18 @@ class Collection:
     def dense_path(self, generation: int) -> Path:
         return self.dir / f"dense.g{generation:06d}.{DENSE_SUFFIX[self.index_config.backend]}"
 
+    def empty_dense(self) -> DenseIndex:
+        """A new, empty dense index of this collection's backend and dimension."""
+        return create_dense_index(
+            self.record.dim, self.index_config, directory=self.dir, name=self.name
+        )
+
     def load_dense(self) -> DenseIndex:
         """The committed generation; retried once if a writer replaced it meanwhile."""
         for attempt in range(3):
             generation = self.record.generation
             if generation == 0:
-                return create_dense_index(
-                    self.record.dim, self.index_config, directory=self.dir, name=self.name
-                )
+                return self.empty_dense()
             path = self.dense_path(generation)
             if path.exists():
                 return load_dense_index(path, self.record.dim, self.index_config)
@@ -83,18 +88,32 @@ class Collection:
             vectors = np.zeros((0, self.record.dim), dtype=np.float32)
         return np.array(ids, dtype=np.int64), vectors, missing
 
-    def remove_stale_files(self) -> None:
-        """Drop generations other than the committed one (only a lock holder may call this)."""
+    def stale_files(self) -> list[Path]:
+        """Files of generations other than the committed one, and temporary files and working
+        copies a writer left behind: what a crash before a commit leaves. While a writer is at
+        work, its next generation is listed too, so only a lock holder may act on the list.
+
+        The open-lock of the committed generation (``.dense.g….qedge.lock``, which readers of
+        a Qdrant Edge generation hold while opening it) is not stale."""
         if not self.dir.exists():
-            return
-        for path in self.dir.iterdir():
+            return []
+        open_lock = f".{self.dense_path(self.record.generation).name}.lock"
+        stale = []
+        for path in sorted(self.dir.iterdir()):
             match = _GENERATION_FILE.match(path.name)
-            stale = match and int(match.group(1)) != self.record.generation
-            if stale or path.name.startswith((".dense.", ".sparse.")):
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+            other_generation = match is not None and int(match.group(1)) != self.record.generation
+            leftover = path.name.startswith((".dense.", ".sparse.")) and path.name != open_lock
+            if other_generation or leftover:
+                stale.append(path)
+        return stale
+
+    def remove_stale_files(self) -> None:
+        """Drop what :meth:`stale_files` lists (only a lock holder may call this)."""
+        for path in self.stale_files():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 class CollectionWriter:
@@ -104,23 +123,39 @@ class CollectionWriter:
     holds (say BM25 → SPLADE), the sparse index is rebuilt from the store at the next commit.
     """
 
-    def __init__(self, collection: Collection, channel: SparseChannel | None = None) -> None:
+    def __init__(
+        self,
+        collection: Collection,
+        channel: SparseChannel | None = None,
+        *,
+        rebuild: Iterable[str] = (),
+    ) -> None:
+        """``rebuild`` ("dense", "sparse") starts those indexes empty, without reading their
+        files, and rebuilds them from the store at the next commit: how ``ragkit doctor
+        --repair`` replaces a missing or damaged index through the same commit as ingest."""
         self.collection = collection
         self.channel = channel
+        self._rebuild = frozenset(rebuild)
+        if not self._rebuild <= {"dense", "sparse"}:
+            raise ValueError(f"cannot rebuild {sorted(self._rebuild - {'dense', 'sparse'})}")
         collection.dir.mkdir(parents=True, exist_ok=True)
         collection.remove_stale_files()
         self._load()
 
     def _load(self) -> None:
-        self.index = self.collection.load_dense()
-        self._needs_rebuild = False
-        if hasattr(self.index, "reconcile"):
-            self._reconcile()
-        self._dirty = False
+        self._needs_rebuild = "dense" in self._rebuild
+        if self._needs_rebuild:
+            self.index = self.collection.empty_dense()
+        else:
+            self.index = self.collection.load_dense()
+            if hasattr(self.index, "reconcile"):
+                self._reconcile()
+        self._dirty = bool(self._rebuild)
         self.sparse: Any = None
         self._sparse_rebuild = False
         if self.channel is not None:
-            if self.collection.has_sparse(self.channel):
+            keep = "sparse" not in self._rebuild
+            if keep and self.collection.has_sparse(self.channel):
                 self.sparse = self.collection.load_sparse(self.channel)
             else:
                 self.sparse = self.channel.empty()
@@ -198,6 +233,7 @@ class CollectionWriter:
         self._dirty = False
 
     def after_commit(self) -> None:
+        self._rebuild = frozenset()  # done: a later rollback reloads the committed files
         self.collection.refresh()
         self.collection.remove_stale_files()
 

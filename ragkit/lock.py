@@ -55,6 +55,27 @@ class WorkspaceLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def held_elsewhere(self) -> bool:
+        """Whether another writer holds the lock right now: a peek for read-only checks, which
+        must not mistake a running writer's next generation for a crash's leftovers. It takes a
+        shared lock for an instant and writes nothing, so it works on a read-only workspace (a
+        writer starting in that very instant without ``wait`` would be refused, as by any job)."""
+        if self._fd is not None:
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
     def __enter__(self) -> WorkspaceLock:
         self.acquire()
         return self

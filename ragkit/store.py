@@ -316,6 +316,26 @@ class Store:
         )
         return [(row[0], row[1], row[2]) for row in rows]
 
+    def count_uncached(self, model_fp: str, dim: int) -> int:
+        """Chunks with no usable cached vector for an encoder: an index rebuild needs them all."""
+        rows = self._query(
+            "SELECT COUNT(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e"
+            " WHERE e.text_hash = c.text_hash AND e.model_fp = ? AND length(e.vector) = ?)",
+            (model_fp, 4 * dim),
+        )
+        return int(rows[0][0])
+
+    def integrity_problems(self, *, quick: bool = False, limit: int = 20) -> list[str]:
+        """SQLite's own check of the file (``quick``: skips index contents); empty when sound."""
+        pragma = "quick_check" if quick else "integrity_check"
+        found = [str(row[0]) for row in self._query(f"PRAGMA {pragma}({int(limit)})")]
+        return [] if found == ["ok"] else found
+
+    def foreign_key_problems(self) -> list[tuple[str, int, str]]:
+        """(table, rowid, missing parent table) of every row whose parent row is gone."""
+        rows = self._query("PRAGMA foreign_key_check")
+        return [(row[0], -1 if row[1] is None else int(row[1]), row[2]) for row in rows]
+
     def counts(self) -> dict[str, int]:
         tables = ("sources", "files", "documents", "chunks", "embeddings")
         return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}
@@ -413,6 +433,9 @@ class Store:
         self._exec(
             "INSERT OR REPLACE INTO aliases(alias, collection) VALUES(?, ?)", (alias, collection)
         )
+
+    def aliases(self) -> dict[str, str]:
+        return dict(self._query("SELECT alias, collection FROM aliases ORDER BY alias"))
 
     def resolve_alias(self, alias: str) -> str | None:
         rows = self._query("SELECT collection FROM aliases WHERE alias=?", (alias,))

@@ -8,6 +8,7 @@ build a new collection and swap the alias without readers noticing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
 
 if TYPE_CHECKING:
+    from ragkit.doctor import DoctorReport
     from ragkit.indexes import DenseIndex
     from ragkit.pipelines.ingest import IngestReport
 
@@ -137,6 +139,25 @@ class Workspace:
         from ragkit.pipelines.ingest import ingest  # the facade reaches up to the job layer
 
         return ingest(self, [str(p) for p in paths], **options)
+
+    def doctor(
+        self,
+        *,
+        repair: bool = False,
+        quick: bool = False,
+        wait: float = 0.0,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> DoctorReport:
+        """Check that each collection's index files agree with the store (read-only); with
+        ``repair``, rebuild what does not from the store under the writer lock, then check
+        again. ``quick`` runs SQLite's quick_check instead of the full integrity_check."""
+        if not repair:
+            from ragkit.doctor import check_workspace
+
+            return check_workspace(self, quick=quick)
+        from ragkit.pipelines.repair import repair as run_repair  # a writer job, like ingest
+
+        return run_repair(self, quick=quick, wait=wait, progress=progress)
 
     # -- queries ----------------------------------------------------------------------------
     def query(

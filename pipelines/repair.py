@@ -1,0 +1,155 @@
+"""``ragkit doctor --repair``: rebuild from the store whatever the checks found broken.
+
+A writer like ingest: it holds the workspace's writer lock throughout, encodes what the cache
+lacks before any store transaction (the cache commits on its own, so a crash never loses that
+work), and commits rebuilt indexes as a new generation through :class:`CollectionWriter`, in
+one store transaction, exactly as an ingest batch does. Besides that commit it writes only
+cached vectors and a ``runs`` row; it never deletes a store row nor touches documents and
+chunks: the store is the record of truth, and a damaged store is reported, not "fixed".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+
+from ragkit.collection import Collection, CollectionWriter
+from ragkit.doctor import (
+    DENSE_FILE,
+    DENSE_IDS,
+    EMBEDDINGS,
+    SPARSE_FILE,
+    SPARSE_IDS,
+    STORE_INTEGRITY,
+    STRAY_FILES,
+    CollectionReport,
+    DoctorReport,
+    check_workspace,
+)
+from ragkit.sparse_channel import SparseChannel
+from ragkit.workspace import Workspace
+
+__all__ = ["repair"]
+
+ProgressCallback = Callable[[str, int], None]
+
+
+def repair(
+    workspace: Workspace,
+    *,
+    quick: bool = False,
+    wait: float = 0.0,
+    progress: ProgressCallback | None = None,
+) -> DoctorReport:
+    """Check, rebuild what is broken, check again; the report is the second check's, with
+    ``repaired`` saying what was done (or why something could not be)."""
+    workspace.lock.acquire(wait=wait)
+    store = workspace.store
+    run_id = store.start_run("repair", os.getpid(), socket.gethostname())
+    try:
+        found = check_workspace(workspace, quick=quick)
+        actions = _repair(workspace, found, progress or (lambda event, n: None))
+        report = check_workspace(workspace, quick=quick)
+        report.repaired = actions
+        stats = {"repaired": actions, "ok": report.ok}
+        store.finish_run(run_id, "ok" if report.ok else "partial", stats, None)
+        return report
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", {}, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        workspace.lock.release()
+
+
+def _repair(workspace: Workspace, found: DoctorReport, progress: ProgressCallback) -> list[str]:
+    damaged = [c for c in found.store if c.name == STORE_INTEGRITY and not c.ok]
+    if damaged:
+        # Indexes rebuilt from a damaged store would only copy the damage.
+        return [f"nothing rebuilt: the store itself is damaged ({damaged[0].detail})"]
+    actions: list[str] = []
+    for report in found.collections:
+        if not report.ok:
+            actions += _repair_collection(workspace, report, progress)
+    return actions
+
+
+def _repair_collection(
+    workspace: Workspace, report: CollectionReport, progress: ProgressCallback
+) -> list[str]:
+    record = workspace.store.collection(report.name)
+    if record is None:
+        return []
+    collection = Collection(workspace.store, workspace.root, record)
+    channel = workspace.sparse_channel
+    actions: list[str] = []
+    if report.problem(EMBEDDINGS):
+        actions.append(_encode_uncached(workspace, collection, progress))
+    rebuild = _what_to_rebuild(report, channel)
+    uncached = workspace.store.count_uncached(record.model_fp, record.dim)
+    if "dense" in rebuild and uncached:
+        rebuild.discard("dense")
+        actions.append(f"{report.name}: dense index not rebuilt: {uncached} chunks lack a vector")
+    if rebuild:
+        if "sparse" in rebuild and channel is not None:
+            channel.warm(workspace.store, progress)
+        generation = _commit_rebuild(collection, channel, rebuild)
+        names = " and ".join(sorted(rebuild))
+        actions.append(f"{report.name}: rebuilt the {names} index as generation {generation}")
+    stray = report.check(STRAY_FILES)
+    if stray is not None and not stray.ok:
+        collection.remove_stale_files()  # a rebuild's writer has already done so: harmless
+        count = stray.counts.get("files", 0)
+        actions.append(f"{report.name}: removed {count} stray file{'s' * (count != 1)}")
+    return actions
+
+
+def _what_to_rebuild(report: CollectionReport, channel: SparseChannel | None) -> set[str]:
+    rebuild = set()
+    if report.problem(DENSE_FILE, DENSE_IDS):
+        rebuild.add("dense")
+    if channel is not None and report.problem(SPARSE_FILE, SPARSE_IDS):
+        rebuild.add("sparse")
+    return rebuild
+
+
+def _encode_uncached(
+    workspace: Workspace, collection: Collection, progress: ProgressCallback
+) -> str:
+    """Encode the chunks without a cached vector, so that the index can be rebuilt from the
+    cache. Only the collection's own encoder may: another one's vectors would not match."""
+    record = collection.record
+    _, _, missing = collection.vectors_from_cache()
+    encoder = workspace.encoder
+    if encoder.fingerprint["id"] != record.model_fp:
+        return (
+            f"{record.name}: {len(missing)} chunks have no cached vector, and the workspace's "
+            f"encoder {encoder.name!r} is not the collection's {record.encoder.get('name')!r}; "
+            "configure that encoder in ragkit.toml to encode them"
+        )
+    texts = {text_hash: text for _, text_hash, text in missing}
+    # Sorted by length so that each encoder call pads little, as ingest does.
+    pending = sorted(texts.items(), key=lambda item: len(item[1]))
+    step = max(encoder.batch_size * 8, 256)
+    for start in range(0, len(pending), step):
+        part = pending[start : start + step]
+        vectors = encoder.encode_documents([text for _, text in part])
+        workspace.store.cache_vectors([h for h, _ in part], record.model_fp, vectors)
+        progress("chunks", len(part))
+    return f"{record.name}: encoded and cached {len(missing)} chunks that had no vector"
+
+
+def _commit_rebuild(
+    collection: Collection, channel: SparseChannel | None, rebuild: set[str]
+) -> int:
+    """One new generation, through the writer's own commit, like an ingest batch."""
+    writer = CollectionWriter(collection, channel, rebuild=rebuild)
+    try:
+        with collection.store.transaction():
+            writer.commit()
+        writer.after_commit()
+    finally:
+        close = getattr(writer.index, "close", None)
+        if close is not None:
+            close()
+    return collection.record.generation
