@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from ragkit.documents import Block, Chunk, Document
+from ragkit.embedding_cache import EmbeddingCache
 from ragkit.errors import WorkspaceError
+from ragkit.run_log import RunLog
 
 __all__ = ["CollectionRecord", "FileRecord", "Store"]
 
@@ -89,8 +91,9 @@ class CollectionRecord:
     sparse: dict[str, Any] = field(default_factory=dict)
 
 
-class Store:
-    """Thin typed access to ``store.sqlite``; writes happen inside :meth:`transaction`."""
+class Store(EmbeddingCache, RunLog):
+    """Thin typed access to ``store.sqlite``; writes happen inside :meth:`transaction`. The
+    embedding cache and the job records live in mixins (``embedding_cache``, ``run_log``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -150,22 +153,13 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params)
 
-    # -- meta and checkpoints ---------------------------------------------------------------
+    # -- meta -------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key=?", (key,))
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
         self._exec("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
-
-    def get_checkpoint(self, job: str, key: str) -> str | None:
-        rows = self._query("SELECT value FROM checkpoints WHERE job=? AND key=?", (job, key))
-        return rows[0][0] if rows else None
-
-    def set_checkpoint(self, job: str, key: str, value: str) -> None:
-        self._exec(
-            "INSERT OR REPLACE INTO checkpoints(job, key, value) VALUES(?, ?, ?)", (job, key, value)
-        )
 
     # -- sources and files ------------------------------------------------------------------
     def upsert_source(self, name: str, root: str, config: dict[str, Any]) -> None:
@@ -316,15 +310,6 @@ class Store:
         )
         return [(row[0], row[1], row[2]) for row in rows]
 
-    def count_uncached(self, model_fp: str, dim: int) -> int:
-        """Chunks with no usable cached vector for an encoder: an index rebuild needs them all."""
-        rows = self._query(
-            "SELECT COUNT(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e"
-            " WHERE e.text_hash = c.text_hash AND e.model_fp = ? AND length(e.vector) = ?)",
-            (model_fp, 4 * dim),
-        )
-        return int(rows[0][0])
-
     def integrity_problems(self, *, quick: bool = False, limit: int = 20) -> list[str]:
         """SQLite's own check of the file (``quick``: skips index contents); empty when sound."""
         pragma = "quick_check" if quick else "integrity_check"
@@ -339,40 +324,6 @@ class Store:
     def counts(self) -> dict[str, int]:
         tables = ("sources", "files", "documents", "chunks", "embeddings")
         return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}
-
-    # -- embedding cache --------------------------------------------------------------------
-    def cached_blobs(self, hashes: Sequence[str], model_fp: str) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
-        for batch in _batched(list(dict.fromkeys(hashes)), 500):
-            marks = ",".join("?" * len(batch))
-            rows = self._query(
-                "SELECT text_hash, vector FROM embeddings"
-                f" WHERE model_fp=? AND text_hash IN ({marks})",
-                (model_fp, *batch),
-            )
-            out.update(rows)
-        return out
-
-    def cache_blobs(self, hashes: Sequence[str], model_fp: str, blobs: Sequence[bytes]) -> None:
-        rows = [(h, model_fp, b) for h, b in zip(hashes, blobs, strict=True)]
-        with self.transaction():  # one fsync per batch, not one per vector
-            self._db.executemany(
-                "INSERT OR REPLACE INTO embeddings(text_hash, model_fp, vector) VALUES(?,?,?)", rows
-            )
-
-    def cached_vectors(
-        self, hashes: Sequence[str], model_fp: str, dim: int
-    ) -> dict[str, np.ndarray]:
-        out = {}
-        for text_hash, blob in self.cached_blobs(hashes, model_fp).items():
-            vector = np.frombuffer(blob, dtype=np.float32)
-            if vector.shape[0] == dim:
-                out[text_hash] = vector
-        return out
-
-    def cache_vectors(self, hashes: Sequence[str], model_fp: str, vectors: np.ndarray) -> None:
-        blobs = [np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in vectors]
-        self.cache_blobs(hashes, model_fp, blobs)
 
     # -- collections and aliases ------------------------------------------------------------
     def put_collection(self, record: CollectionRecord) -> None:
@@ -440,33 +391,6 @@ class Store:
     def resolve_alias(self, alias: str) -> str | None:
         rows = self._query("SELECT collection FROM aliases WHERE alias=?", (alias,))
         return rows[0][0] if rows else None
-
-    # -- runs -------------------------------------------------------------------------------
-    def start_run(self, kind: str, pid: int, host: str) -> int:
-        cursor = self._exec(
-            "INSERT INTO runs(kind, started, status, pid, host) VALUES(?, ?, 'running', ?, ?)",
-            (kind, time.time(), pid, host),
-        )
-        return int(cursor.lastrowid)
-
-    def finish_run(
-        self, run_id: int, status: str, stats: dict[str, Any], error: str | None
-    ) -> None:
-        self._exec(
-            "UPDATE runs SET finished=?, status=?, stats_json=?, error=? WHERE run_id=?",
-            (time.time(), status, json.dumps(stats, default=str), error, run_id),
-        )
-
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self._query(
-            "SELECT run_id, kind, started, finished, status, stats_json, error FROM runs "
-            "ORDER BY run_id DESC LIMIT ?",
-            (limit,),
-        )
-        keys = ("run_id", "kind", "started", "finished", "status", "stats", "error")
-        return [
-            dict(zip(keys, (*row[:5], json.loads(row[5]), row[6]), strict=True)) for row in rows
-        ]
 
 
 def _file_values(record: FileRecord) -> tuple[Any, ...]:

@@ -20,16 +20,14 @@ from ragkit.config import WorkspaceConfig
 from ragkit.documents import Hit
 from ragkit.encoders.dense import DenseEncoder
 from ragkit.encoders.fingerprint import hash_text
-from ragkit.errors import ConfigError, EncoderMismatchError, WorkspaceError
+from ragkit.errors import EncoderMismatchError, WorkspaceError
 from ragkit.lock import WorkspaceLock
-from ragkit.retrieval.filters import filters_sql, parse_filters
-from ragkit.retrieval.fusion import fuse
+from ragkit.retrieval.search import Searcher
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
 
 if TYPE_CHECKING:
     from ragkit.doctor import DoctorReport
-    from ragkit.indexes import DenseIndex
     from ragkit.pipelines.ingest import IngestReport
 
 __all__ = ["DEFAULT_ALIAS", "Workspace", "open_workspace"]
@@ -68,8 +66,7 @@ class Workspace:
         self._encoder = encoder
         self._chunker: Chunker | None = None
         self._sparse_channel: SparseChannel | bool | None = False
-        self._readers: dict[str, tuple[int, DenseIndex, Any]] = {}
-        self._rerankers: dict[str, Any] = {}
+        self.searcher = Searcher(self)
 
     # -- parts, built on first use ----------------------------------------------------------
     @property
@@ -159,7 +156,7 @@ class Workspace:
 
         return run_repair(self, quick=quick, wait=wait, progress=progress)
 
-    # -- queries ----------------------------------------------------------------------------
+    # -- queries (the work is done by ragkit.retrieval.search.Searcher) ----------------------
     def query(
         self,
         text: str,
@@ -186,40 +183,15 @@ class Workspace:
         """Search with ``mode`` dense, sparse or hybrid (default: hybrid when a sparse channel
         exists). ``"<mode>+rerank"`` or ``rerank=True``/a model name adds the cross-encoder.
         ``query_vectors``: the texts already encoded by this workspace's encoder."""
-        collection = self._collection_for_query(alias)
-        base_mode, use_rerank = self._resolve_mode(collection, mode, rerank)
-        fusion = self.config.fusion
-        depth = k
-        if base_mode == "hybrid":
-            depth = max(k, fusion.depth)
-        if use_rerank:
-            depth = max(depth, self.config.rerank.top_n)
-        channels = ("dense", "sparse") if base_mode == "hybrid" else (base_mode,)
-        runs = self.channel_runs(
+        return self.searcher.query_many(
             texts,
-            depth=depth,
+            k=k,
             where=where,
-            channels=channels,
+            mode=mode,
+            rerank=rerank,
             alias=alias,
             query_vectors=query_vectors,
         )
-        if base_mode == "hybrid":
-            ranked = [
-                fuse(
-                    [run[i] for run in runs],
-                    method=fusion.method,
-                    weights=fusion.weights,
-                    k=fusion.k,
-                    normalization=fusion.normalization,
-                )
-                for i in range(len(texts))
-            ]
-        else:
-            ranked = [sorted(run.items(), key=lambda x: (-x[1], x[0])) for run in runs[0]]
-        rows = self.store.chunk_rows(sorted({i for r in ranked for i, _ in r}))
-        if use_rerank:
-            ranked = self._rerank(texts, ranked, rows, rerank)
-        return [_hits(r[:k], rows) for r in ranked]
 
     def channel_runs(
         self,
@@ -232,115 +204,17 @@ class Workspace:
         query_vectors: np.ndarray | None = None,
     ) -> list[list[dict[int, float]]]:
         """Each channel's raw ``{chunk id: score}`` per query, before fusion (for tuning)."""
-        collection = self._collection_for_query(alias)
-        dense, sparse = self._reader(collection)
-        allowed = None
-        filters = parse_filters(where)
-        if filters:
-            allowed = self.store.chunk_ids_where(*filters_sql(filters))
-            if len(allowed) == 0:
-                return [[{} for _ in texts] for _ in channels]
-        runs: list[list[dict[int, float]]] = []
-        for channel_name in channels:
-            if channel_name == "dense":
-                vectors = query_vectors
-                if vectors is None:
-                    vectors = self.encoder.encode_queries(texts)
-                elif len(vectors) != len(texts):
-                    raise ConfigError(f"{len(vectors)} query vectors for {len(texts)} queries")
-                runs.append(_as_runs(*dense.search(vectors, depth, allowed_ids=allowed)))
-            elif sparse is not None and self.sparse_channel is not None:
-                found = self.sparse_channel.search(sparse, texts, depth, allowed)
-                runs.append(_as_runs(*found))
-            else:
-                raise ConfigError(f"collection {collection.name!r} has no sparse index")
-        return runs
+        return self.searcher.channel_runs(
+            texts,
+            depth=depth,
+            where=where,
+            channels=channels,
+            alias=alias,
+            query_vectors=query_vectors,
+        )
 
     def available_modes(self, alias: str = DEFAULT_ALIAS) -> list[str]:
-        collection = self.collection(alias)
-        modes = ["dense"]
-        if collection is not None and collection.has_sparse(self.sparse_channel):
-            modes += ["sparse", "hybrid"]
-        if self.config.rerank.model:
-            modes.append(f"{modes[-1]}+rerank")
-        return modes
-
-    def _resolve_mode(
-        self, collection: Collection, mode: str | None, rerank: bool | str | None
-    ) -> tuple[str, bool]:
-        has_sparse = collection.has_sparse(self.sparse_channel)
-        requested = mode or ("hybrid" if has_sparse else "dense")
-        base, _, suffix = requested.partition("+")
-        if base not in ("dense", "sparse", "hybrid") or suffix not in ("", "rerank"):
-            raise ConfigError(
-                f"query mode {requested!r} is unknown; use dense, sparse or hybrid "
-                "(optionally with +rerank)"
-            )
-        if base != "dense" and not has_sparse:
-            raise ConfigError(
-                f"query mode {base!r} needs a sparse index, and collection {collection.name!r} "
-                f"has none for the configured channel ({self.config.sparse.model!r}); set "
-                "[sparse] model in ragkit.toml and run `ragkit ingest` to build it"
-            )
-        use_rerank = (
-            bool(suffix) or bool(rerank) or (rerank is None and bool(self.config.rerank.model))
-        )
-        if use_rerank and not (isinstance(rerank, str) or self.config.rerank.model):
-            raise ConfigError("rerank needs a cross-encoder: set [rerank] model or pass a model")
-        return base, use_rerank
-
-    def _rerank(
-        self,
-        texts: list[str],
-        ranked: list[list[tuple[int, float]]],
-        rows: dict[int, Any],
-        model: bool | str | None,
-    ) -> list[list[tuple[int, float]]]:
-        reranker = self._reranker(model if isinstance(model, str) else self.config.rerank.model)
-        top_n = self.config.rerank.top_n
-        out = []
-        for query, candidates in zip(texts, ranked, strict=True):
-            head = [(i, _embed_text(rows[i])) for i, _ in candidates[:top_n] if i in rows]
-            out.append(reranker.rerank(query, head) + candidates[top_n:])
-        return out
-
-    def _reranker(self, name: str) -> Any:
-        cached = self._rerankers.get(name)
-        if cached is None:
-            from ragkit.retrieval.rerank import CrossEncoderReranker
-
-            cached = CrossEncoderReranker.load(name, batch_size=self.config.rerank.batch_size)
-            self._rerankers[name] = cached
-        return cached
-
-    def _collection_for_query(self, alias: str) -> Collection:
-        collection = self.collection(alias)
-        if collection is None:
-            raise WorkspaceError(
-                f"{self.root}: nothing is indexed yet (no collection behind alias {alias!r}); "
-                "run `ragkit ingest PATH` first"
-            )
-        fingerprint = self.encoder.fingerprint["id"]
-        if collection.record.model_fp != fingerprint:
-            raise EncoderMismatchError(
-                f"collection {collection.name!r} was built with encoder "
-                f"{collection.record.encoder.get('name')!r} ({collection.record.model_fp[:12]}); "
-                f"the query encoder {self.encoder.name!r} has fingerprint {fingerprint[:12]}. "
-                "Query with the collection's encoder, or migrate the collection."
-            )
-        return collection
-
-    def _reader(self, collection: Collection) -> tuple[DenseIndex, Any]:
-        """Indexes of the committed generation, reloaded when a writer committed a new one."""
-        collection.refresh()
-        cached = self._readers.get(collection.name)
-        if cached and cached[0] == collection.record.generation:
-            return cached[1], cached[2]
-        dense = collection.load_dense()
-        channel = self.sparse_channel
-        sparse = collection.load_sparse(channel) if collection.has_sparse(channel) else None
-        self._readers[collection.name] = (collection.record.generation, dense, sparse)
-        return dense, sparse
+        return self.searcher.available_modes(alias)
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -382,44 +256,6 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _as_runs(scores: np.ndarray, ids: np.ndarray) -> list[dict[int, float]]:
-    return [
-        {int(i): float(s) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0}
-        for row_scores, row_ids in zip(scores, ids, strict=True)
-    ]
-
-
-def _embed_text(row: Any) -> str:
-    return f"{row['context']}\n\n{row['text']}" if row["context"] else row["text"]
-
-
-def _hits(ranked: list[tuple[int, float]], rows: dict[int, Any]) -> list[Hit]:
-    hits = []
-    for chunk, score in ranked:
-        row = rows.get(int(chunk))
-        if row is None:  # a chunk deleted since the index generation was read
-            continue
-        metadata = {
-            **json.loads(row["metadata_json"]),
-            "source": row["source"],
-            "format": row["format"],
-        }
-        hits.append(
-            Hit(
-                chunk_id=row["chunk_id"],
-                score=float(score),
-                text=row["text"],
-                doc_id=row["doc_id"],
-                uri=row["uri"],
-                title=row["title"],
-                headings=tuple(json.loads(row["headings_json"])),
-                metadata=metadata,
-                rank=len(hits) + 1,
-            )
-        )
-    return hits
 
 
 def _size(path: Path) -> int:

@@ -1,0 +1,75 @@
+"""The embeddings table: vectors cached per (text hash, encoder fingerprint).
+
+A mixin of :class:`ragkit.store.Store`, kept in its own module because it is the one part of the
+store every writer leans on for speed: re-chunking, rebuilding, repairing or migrating a
+collection takes vectors from here instead of encoding the text again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+__all__ = ["EmbeddingCache"]
+
+_BATCH = 500  # stays under SQLite's limit on bound parameters
+
+
+class EmbeddingCache:
+    """Cache reads and writes; vectors are stored as float32 bytes, checked against ``dim`` on
+    read so a cache entry of another width never reaches an index."""
+
+    if TYPE_CHECKING:  # provided by Store
+        _db: sqlite3.Connection
+
+        def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
+
+        def transaction(self) -> AbstractContextManager[None]: ...
+
+    def cached_blobs(self, hashes: Sequence[str], model_fp: str) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), _BATCH):
+            batch = unique[start : start + _BATCH]
+            marks = ",".join("?" * len(batch))
+            rows = self._query(
+                "SELECT text_hash, vector FROM embeddings"
+                f" WHERE model_fp=? AND text_hash IN ({marks})",
+                (model_fp, *batch),
+            )
+            out.update(rows)
+        return out
+
+    def cache_blobs(self, hashes: Sequence[str], model_fp: str, blobs: Sequence[bytes]) -> None:
+        rows = [(h, model_fp, b) for h, b in zip(hashes, blobs, strict=True)]
+        with self.transaction():  # one fsync per batch, not one per vector
+            self._db.executemany(
+                "INSERT OR REPLACE INTO embeddings(text_hash, model_fp, vector) VALUES(?,?,?)", rows
+            )
+
+    def cached_vectors(
+        self, hashes: Sequence[str], model_fp: str, dim: int
+    ) -> dict[str, np.ndarray]:
+        out = {}
+        for text_hash, blob in self.cached_blobs(hashes, model_fp).items():
+            vector = np.frombuffer(blob, dtype=np.float32)
+            if vector.shape[0] == dim:
+                out[text_hash] = vector
+        return out
+
+    def cache_vectors(self, hashes: Sequence[str], model_fp: str, vectors: np.ndarray) -> None:
+        blobs = [np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in vectors]
+        self.cache_blobs(hashes, model_fp, blobs)
+
+    def count_uncached(self, model_fp: str, dim: int) -> int:
+        """Chunks with no usable cached vector for an encoder: an index rebuild needs them all."""
+        rows = self._query(
+            "SELECT COUNT(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e"
+            " WHERE e.text_hash = c.text_hash AND e.model_fp = ? AND length(e.vector) = ?)",
+            (model_fp, 4 * dim),
+        )
+        return int(rows[0][0])
