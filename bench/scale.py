@@ -137,11 +137,11 @@ def encode_latency(queries: list[str]) -> dict:
 INDEX_KINDS: list[tuple[str, dict]] = [
     ("flat (exact)", {"kind": "flat"}),
     ("hnsw M=32 ef=128", {"kind": "hnsw"}),
-    ("ivfpq + exact refine x4", {"kind": "ivfpq"}),
-    ("ivfpq, no refine", {"kind": "ivfpq", "refine": False}),
+    ("ivfpq nprobe=64 + exact refine x10", {"kind": "ivfpq"}),
+    ("ivfpq nprobe=64, no refine", {"kind": "ivfpq", "refine": False}),
     ("int8", {"kind": "int8"}),
-    ("binary + int8 rescoring x4", {"kind": "binary"}),
-    ("binary + int8 rescoring x10", {"kind": "binary", "refine_k_factor": 10}),
+    ("binary + int8 rescoring x4", {"kind": "binary", "refine_k_factor": 4}),
+    ("binary + int8 rescoring x10", {"kind": "binary"}),
     ("binary, no rescoring", {"kind": "binary", "refine": False}),
 ]
 

@@ -74,11 +74,11 @@ class IndexConfig:
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
     ivf_nlist: int = 0
-    ivf_nprobe: int = 16
+    ivf_nprobe: int = 64
     pq_m: int = 0
     pq_bits: int = 8
     refine: bool = True
-    refine_k_factor: int = 4
+    refine_k_factor: int = 10
     qdrant_url: str = ""
     qdrant_path: str = ""
     qdrant_collection: str = ""
