@@ -79,8 +79,8 @@ class Chunker:
         chunks: list[Chunk] = []
         blocks = [b for b in document.blocks if b.text.strip()]
         for headings, section in groupby(blocks, key=lambda b: b.headings):
-            context = self._context(document.title, headings)
-            header_tokens = self.tokens.count([context])[0] + 2 if context else 0
+            context, context_tokens = self._context(document.title, headings)
+            header_tokens = context_tokens + 2 if context else 0
             budget = max(self._budget - header_tokens, _MIN_BODY_TOKENS)
             for body in self._pack(list(section), budget):
                 text_hash = hash_text(f"{context}\n\n{body}")
@@ -98,18 +98,23 @@ class Chunker:
                 )
         return chunks
 
-    def _context(self, title: str, headings: tuple[str, ...]) -> str:
+    def _context(self, title: str, headings: tuple[str, ...]) -> tuple[str, int]:
+        """The contextual header and its token count (counted once: it is on every chunk)."""
         if not self.config.context_headers:
-            return ""
+            return "", 0
         path = [h for h in headings if h and h != title]
         parts = [title] if title else []
         if path:
             parts.append(" > ".join(path))
         context = "\n".join(parts)
+        if not context:
+            return "", 0
         limit = self._budget // 3  # a runaway heading must not crowd out the body
-        if self.tokens.count([context])[0] > limit:
+        count = self.tokens.count([context])[0]
+        if count > limit:
             context = _cut_tokens(self.tokens, context, limit)
-        return context
+            count = self.tokens.count([context])[0]
+        return context, count
 
     def _pack(self, blocks: list[Block], budget: int) -> list[str]:
         counts = self.tokens.count([b.text.strip() for b in blocks])
