@@ -159,7 +159,10 @@ class CollectionWriter:
                 self.sparse = self.collection.load_sparse(self.channel)
             else:
                 self.sparse = self.channel.empty()
-                self._sparse_rebuild = self._dirty = True
+                self._dirty = True
+                # With no chunks stored yet the empty index is already right: new chunks are
+                # added from their prepared form instead of re-read from the store at commit.
+                self._sparse_rebuild = self.collection.store.has_chunks()
         elif self.collection.record.sparse_fp:
             self._dirty = True  # the sparse channel was switched off: drop it at the next commit
 

@@ -321,6 +321,9 @@ class Store(EmbeddingCache, RunLog):
         rows = self._query("PRAGMA foreign_key_check")
         return [(row[0], -1 if row[1] is None else int(row[1]), row[2]) for row in rows]
 
+    def has_chunks(self) -> bool:
+        return bool(self._query("SELECT EXISTS(SELECT 1 FROM chunks)")[0][0])
+
     def counts(self) -> dict[str, int]:
         tables = ("sources", "files", "documents", "chunks", "embeddings")
         return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}

@@ -525,13 +525,15 @@ def test_ingest_tokenizes_only_new_chunks_and_upgrades_a_version_1_file(
     docs.mkdir()
     for i in range(6):
         (docs / f"note{i}.md").write_text(f"# Note {i}\n\ncats and dogs number{i}\n")
-    workspace.ingest(docs)
     channel = workspace.sparse_channel
     tokenized: list[int] = []
     original = bm25s.tokenize
     monkeypatch.setattr(
         bm25s, "tokenize", lambda texts, **kw: tokenized.append(len(texts)) or original(texts, **kw)
     )
+    first = workspace.ingest(docs)
+    assert sum(tokenized) == first.chunks_added == 6  # a new collection: each chunk once
+    tokenized.clear()
 
     def sparse_file() -> Path:
         collection = workspace.collection()
