@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -86,19 +85,11 @@ def ingest(
 ) -> IngestReport:
     """Ingest ``paths`` (each a file or folder) or, when empty, every configured source."""
     sources = _resolve_sources(workspace, paths, include, exclude, follow_symlinks)
-    workspace.lock.acquire(wait=wait)
-    store = workspace.store
-    run_id = store.start_run("ingest", os.getpid(), socket.gethostname())
-    try:
-        job = _IngestJob(workspace, run_id, load_options or LoadOptions(), commit_every, progress)
-        report = job.run(sources)
-        store.finish_run(run_id, "ok" if report.ok else "partial", report.to_dict(), None)
-        return report
-    except BaseException as exc:
-        store.finish_run(run_id, "failed", {}, f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        workspace.lock.release()
+    with workspace.writing("ingest", wait=wait) as run:
+        options = load_options or LoadOptions()
+        report = _IngestJob(workspace, run.run_id, options, commit_every, progress).run(sources)
+        run.outcome(report.ok, report.to_dict())
+    return report
 
 
 def _resolve_sources(

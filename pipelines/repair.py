@@ -10,8 +10,6 @@ chunks: the store is the record of truth, and a damaged store is reported, not "
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable
 
 from ragkit.collection import Collection, CollectionWriter
@@ -44,22 +42,13 @@ def repair(
 ) -> DoctorReport:
     """Check, rebuild what is broken, check again; the report is the second check's, with
     ``repaired`` saying what was done (or why something could not be)."""
-    workspace.lock.acquire(wait=wait)
-    store = workspace.store
-    run_id = store.start_run("repair", os.getpid(), socket.gethostname())
-    try:
+    with workspace.writing("repair", wait=wait) as run:
         found = check_workspace(workspace, quick=quick)
         actions = _repair(workspace, found, progress or (lambda event, n: None))
         report = check_workspace(workspace, quick=quick)
         report.repaired = actions
-        stats = {"repaired": actions, "ok": report.ok}
-        store.finish_run(run_id, "ok" if report.ok else "partial", stats, None)
-        return report
-    except BaseException as exc:
-        store.finish_run(run_id, "failed", {}, f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        workspace.lock.release()
+        run.outcome(report.ok, {"repaired": actions, "ok": report.ok})
+    return report
 
 
 def _repair(workspace: Workspace, found: DoctorReport, progress: ProgressCallback) -> list[str]:

@@ -8,12 +8,29 @@ the last run.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["RunLog"]
+__all__ = ["JobRun", "RunLog"]
+
+
+@dataclass
+class JobRun:
+    """The ``runs`` row of a job in progress; the job sets its outcome before it ends."""
+
+    run_id: int
+    status: str = "ok"
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def outcome(self, ok: bool, stats: dict[str, Any]) -> None:
+        self.status = "ok" if ok else "partial"
+        self.stats = stats
 
 
 class RunLog:
@@ -40,6 +57,18 @@ class RunLog:
             (kind, time.time(), pid, host),
         )
         return int(cursor.lastrowid)
+
+    @contextmanager
+    def recorded_run(self, kind: str) -> Iterator[JobRun]:
+        """One ``runs`` row for the job in the block: ``running`` meanwhile, then its outcome,
+        or ``failed`` with the error when the block raises (a crash leaves ``running``)."""
+        run = JobRun(self.start_run(kind, os.getpid(), socket.gethostname()))
+        try:
+            yield run
+        except BaseException as exc:
+            self.finish_run(run.run_id, "failed", {}, f"{type(exc).__name__}: {exc}")
+            raise
+        self.finish_run(run.run_id, run.status, run.stats, None)
 
     def finish_run(
         self, run_id: int, status: str, stats: dict[str, Any], error: str | None

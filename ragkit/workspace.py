@@ -8,7 +8,8 @@ build a new collection and swap the alias without readers noticing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from ragkit.encoders.fingerprint import hash_text
 from ragkit.errors import EncoderMismatchError, WorkspaceError
 from ragkit.lock import WorkspaceLock
 from ragkit.retrieval.search import Searcher
+from ragkit.run_log import JobRun
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
 
@@ -131,6 +133,16 @@ class Workspace:
         return Collection(self.store, self.root, record)
 
     # -- jobs -------------------------------------------------------------------------------
+    @contextmanager
+    def writing(self, kind: str, *, wait: float = 0.0) -> Iterator[JobRun]:
+        """Hold the writer lock and record the job as a ``runs`` row while the block runs."""
+        self.lock.acquire(wait=wait)
+        try:
+            with self.store.recorded_run(kind) as run:
+                yield run
+        finally:
+            self.lock.release()
+
     def ingest(self, *paths: str | Path, **options: Any) -> IngestReport:
         """Ingest files or folders (or the configured sources when none are given)."""
         from ragkit.pipelines.ingest import ingest  # the facade reaches up to the job layer

@@ -355,3 +355,29 @@ def test_bf16_autocast_changes_transformer_arithmetic_not_the_ranking(tmp_path) 
     query = {p: e.encode_queries(["green pear dog"]) for p, e in encoders.items()}
     ranking = {p: np.argsort(-(vectors[p] @ query[p].T).ravel()) for p in encoders}
     assert list(ranking["fp32"]) == list(ranking["bf16"])
+
+
+def test_every_ingest_is_recorded_as_a_run_with_its_outcome(workspace, docs, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.pipelines import ingest as ingest_module
+
+    workspace.ingest(docs)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    workspace.ingest(docs)
+
+    def explode(self, sources):  # type: ignore[no-untyped-def]
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ingest_module._IngestJob, "run", explode)
+    with pytest.raises(RuntimeError, match="disk full"):
+        workspace.ingest(docs)
+    runs = workspace.store.runs()
+    assert [(r["kind"], r["status"]) for r in runs[:3]] == [
+        ("ingest", "failed"),
+        ("ingest", "partial"),
+        ("ingest", "ok"),
+    ]
+    assert runs[0]["error"] == "RuntimeError: disk full"
+    assert runs[1]["stats"]["files_failed"] == 1
+    other = WorkspaceLock(workspace.root / "write.lock")
+    other.acquire(wait=0)  # the failed ingest released the writer lock
+    other.release()
