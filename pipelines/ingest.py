@@ -26,6 +26,7 @@ from ragkit.config import SourceConfig
 from ragkit.connectors import LoadOptions, load_file
 from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
 from ragkit.documents import Chunk, Document
+from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import ConfigError, ConnectorError
 from ragkit.store import FileRecord
 from ragkit.workspace import Workspace
@@ -354,17 +355,9 @@ class _IngestJob:
         self.report.chunks_from_cache += len(chunks) - sum(1 for c in chunks if c.text_hash in todo)
         if todo:
             started = time.perf_counter()
-            # sentence-transformers sorts by length only within one call: sort across the whole
-            # batch so each call pads little (unsorted windows cost ~15% more encoder time).
-            pending = sorted(todo.items(), key=lambda item: len(item[1]))
-            step = max(encoder.batch_size * 8, 256)
-            for start in range(0, len(pending), step):
-                part = pending[start : start + step]
-                vectors = encoder.encode_documents([text for _, text in part])
-                # The cache commits on its own: a crash after this never re-encodes these texts.
-                self.store.cache_vectors([h for h, _ in part], self.model_fp, vectors)
-                cached.update(zip((h for h, _ in part), vectors, strict=True))
-                self.progress("chunks", len(part))
+            cached.update(
+                encode_into_cache(encoder, self.store, self.model_fp, todo, self.progress)
+            )
             self.report.encode_seconds += time.perf_counter() - started
             self.report.chunks_encoded += len(todo)
         return np.stack([cached[h] for h in hashes])

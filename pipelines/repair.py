@@ -25,6 +25,7 @@ from ragkit.doctor import (
     DoctorReport,
     check_workspace,
 )
+from ragkit.embedding_cache import encode_into_cache
 from ragkit.sparse_channel import SparseChannel
 from ragkit.workspace import Workspace
 
@@ -117,14 +118,7 @@ def _encode_uncached(
             "configure that encoder in ragkit.toml to encode them"
         )
     texts = {text_hash: text for _, text_hash, text in missing}
-    # Sorted by length so that each encoder call pads little, as ingest does.
-    pending = sorted(texts.items(), key=lambda item: len(item[1]))
-    step = max(encoder.batch_size * 8, 256)
-    for start in range(0, len(pending), step):
-        part = pending[start : start + step]
-        vectors = encoder.encode_documents([text for _, text in part])
-        workspace.store.cache_vectors([h for h, _ in part], record.model_fp, vectors)
-        progress("chunks", len(part))
+    encode_into_cache(encoder, workspace.store, record.model_fp, texts, progress)
     return f"{record.name}: encoded and cached {len(missing)} chunks that had no vector"
 
 
