@@ -29,6 +29,7 @@ Rows of the table:
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import dataclasses
 import hashlib
@@ -154,13 +155,9 @@ class Clock:
         self.cpu = time.process_time() - self._cpu
 
 
-def raw_encode(model: Any, texts: list[str], batch_size: int, dtype: Any = None) -> Clock:
-    import contextlib
-
-    import torch
-
-    autocast = torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()
-    with Clock() as clock, autocast:
+def raw_encode(model: Any, texts: list[str], batch_size: int, context: Any = None) -> Clock:
+    """``model.encode`` alone, inside ``context()`` when given (the encoder's autocast)."""
+    with Clock() as clock, (context or contextlib.nullcontext)():
         model.encode(texts, batch_size=batch_size)
     return clock
 
@@ -302,8 +299,8 @@ def main() -> None:
         raw_runs = [raw_encode(model, texts, args.batch_size)]
         raw_calls = counter.take()
         same_runs: list[Clock] = []
-        if encoder._autocast is not None:
-            same_runs.append(raw_encode(model, texts, args.batch_size, encoder._autocast))
+        if encoder.autocast_dtype is not None:
+            same_runs.append(raw_encode(model, texts, args.batch_size, encoder.autocast))
             counter.take()
 
         # 3. re-ingest, nothing changed
@@ -337,7 +334,7 @@ def main() -> None:
         # the faster of the two is the reference (the ratios are then conservative).
         raw_runs.append(raw_encode(model, texts, args.batch_size))
         if same_runs:
-            same_runs.append(raw_encode(model, texts, args.batch_size, encoder._autocast))
+            same_runs.append(raw_encode(model, texts, args.batch_size, encoder.autocast))
         counter.take()
         load_at_end = [round(x, 2) for x in os.getloadavg()]
 

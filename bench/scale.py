@@ -100,20 +100,15 @@ def static_encoder() -> Any:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize, StaticEmbedding
 
+    from ragkit.config import EncoderConfig
     from ragkit.encoders import DenseEncoder
 
-    default = DenseEncoder.load(_default_config())
+    default = DenseEncoder.load(EncoderConfig())
     transformer = default.model[0]
     weights = transformer.auto_model.embeddings.word_embeddings.weight.detach().clone()
     static = StaticEmbedding(transformer.tokenizer, embedding_weights=weights)
     model = SentenceTransformer(modules=[static, Normalize()], device="cpu")
     return DenseEncoder.from_model(model, name="minilm-token-embeddings-static")
-
-
-def _default_config() -> Any:
-    from ragkit.config import EncoderConfig
-
-    return EncoderConfig()
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -128,9 +123,10 @@ def mode_latency(kit: Any, queries: list[str]) -> list[dict]:
 
 
 def encode_latency(queries: list[str]) -> dict:
+    from ragkit.config import EncoderConfig
     from ragkit.encoders import DenseEncoder
 
-    encoder = DenseEncoder.load(_default_config())
+    encoder = DenseEncoder.load(EncoderConfig())
     stats = latency_ms(lambda q: encoder.encode_queries([q]), queries)
     return {"mode": f"encode only ({encoder.name})", **stats}
 

@@ -193,16 +193,7 @@ def finetune(
     }
     with quiet_loading():
         model.save(str(output), create_model_card=False)
-    tuned = DenseEncoder.load(
-        EncoderConfig(
-            model=str(output),
-            query_prompt=base.query_prompt,
-            document_prompt=base.document_prompt,
-            truncate_dim=base.truncate_dim,
-            batch_size=base.batch_size,
-            precision=base.precision,
-        )
-    )
+    tuned = DenseEncoder.load(base.config_for(str(output)))
 
     notify("stage:after", 0)
     mark = time.perf_counter()
@@ -382,15 +373,7 @@ def _choose(
     evaluator = RetrievalEvaluator(kit, queries, qrels, table=table, chunk_ids=chunks)
 
     def score(model: Any) -> float:
-        encoder = DenseEncoder(
-            model,
-            name="candidate",
-            query_prompt=base.query_prompt,
-            document_prompt=base.document_prompt,
-            truncate_dim=base.truncate_dim,
-            precision=base.precision,
-        )
-        return evaluator.dense_score(encoder)[SELECTION_METRIC]
+        return evaluator.dense_score(base.sibling(model, name="candidate"))[SELECTION_METRIC]
 
     return select_soup(candidates, score, method=config.soup_method)
 

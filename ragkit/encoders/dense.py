@@ -66,9 +66,9 @@ class DenseEncoder:
         self.dim: int = truncate_dim or full_dim
         self.tokens = TokenCounter(model.tokenizer)
         self.precision = precision
-        device = getattr(getattr(model, "device", None), "type", "cpu")
-        self._autocast = resolve_precision(precision, device)
-        self._device_type = device
+        self._device_type = getattr(getattr(model, "device", None), "type", "cpu")
+        #: the dtype encoding runs in under autocast; None: plain float32
+        self.autocast_dtype = resolve_precision(precision, self._device_type)
 
     @classmethod
     def load(cls, config: EncoderConfig) -> DenseEncoder:
@@ -106,10 +106,25 @@ class DenseEncoder:
             precision=config.precision,
         )
 
+    def config_for(self, model: str) -> EncoderConfig:
+        """This encoder's settings (prompts, truncation, batch size, precision) for ``model``."""
+        return EncoderConfig(
+            model=model,
+            query_prompt=self.query_prompt,
+            document_prompt=self.document_prompt,
+            truncate_dim=self.truncate_dim,
+            batch_size=self.batch_size,
+            precision=self.precision,
+        )
+
+    def sibling(self, model: Any, *, name: str) -> DenseEncoder:
+        """Another model in memory (a checkpoint, a soup) encoding under this one's settings."""
+        return DenseEncoder.from_model(model, name=name, config=self.config_for(name))
+
     @property
     def compute_dtype(self) -> str:
         """What encoding computes in: ``bfloat16``, ``float16`` or ``float32``."""
-        return str(self._autocast or "torch.float32").removeprefix("torch.")
+        return str(self.autocast_dtype or "torch.float32").removeprefix("torch.")
 
     @property
     def max_seq_length(self) -> int:
@@ -145,7 +160,7 @@ class DenseEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         # sentence-transformers sorts by length inside encode(), so batches are padded little.
-        with self._precision():
+        with self.autocast():
             vectors = self.model.encode(
                 list(texts),
                 batch_size=self.batch_size,
@@ -160,12 +175,13 @@ class DenseEncoder:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
-    def _precision(self) -> Any:
-        if self._autocast is None:
+    def autocast(self) -> Any:
+        """The context every encode runs in: autocast to ``autocast_dtype``, or nothing."""
+        if self.autocast_dtype is None:
             return contextlib.nullcontext()
         import torch
 
-        return torch.autocast(self._device_type, dtype=self._autocast)
+        return torch.autocast(self._device_type, dtype=self.autocast_dtype)
 
 
 def _default_prompts(model: Any, name: str) -> tuple[str, str]:
