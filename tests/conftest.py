@@ -193,3 +193,19 @@ def workspace(tmp_path, tiny_encoder):  # type: ignore[no-untyped-def]
     kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
     yield kit
     kit.close()
+
+
+@pytest.fixture
+def docs(tmp_path):  # type: ignore[no-untyped-def]
+    """Three small files in two formats and a subfolder, with headings."""
+    root = tmp_path / "docs"
+    files = {
+        "pets.md": "# Pets\n\n## Cats\n\nthe cat sat on the red apple\n\n"
+        "## Dogs\n\nthe dog ate a green pear\n",
+        "fruit.txt": "banana cherry grape lemon orange\n\nplum and yellow lemon\n",
+        "sub/net.md": "# Network\n\ndns dhcp subnet router\n",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    return root

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_ingest import index_ids, store_ids
 from typer.testing import CliRunner
 
 import ragkit
@@ -29,24 +30,6 @@ from ragkit.sparse_channel import sparse_path
 runner = CliRunner()
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    write(
-        root / "pets.md",
-        "# Pets\n\n## Cats\n\nthe cat sat on the red apple\n\n## Dogs\n\nthe dog ate a green pear\n",
-    )
-    write(root / "fruit.txt", "banana cherry grape lemon orange\n\nplum and yellow lemon\n")
-    write(root / "sub" / "net.md", "# Network\n\ndns dhcp subnet router\n")
-    return root
-
-
 @pytest.fixture
 def kit(workspace, docs):  # type: ignore[no-untyped-def]
     workspace.ingest(docs)
@@ -61,18 +44,6 @@ def statuses(report) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 def problems(report) -> set[str]:  # type: ignore[no-untyped-def]
     return {name for name, status in statuses(report).items() if status == "problem"}
-
-
-def index_ids(kit: ragkit.Workspace) -> set[int]:
-    collection = kit.collection()
-    dense = set(collection.load_dense().ids().tolist())
-    channel = kit.sparse_channel
-    assert set(collection.load_sparse(channel).ids().tolist()) == dense
-    return dense
-
-
-def store_ids(kit: ragkit.Workspace) -> set[int]:
-    return set(kit.store.all_chunk_ids().tolist())
 
 
 def hits(kit: ragkit.Workspace, mode: str = "hybrid") -> list[tuple[str, float]]:

@@ -22,18 +22,6 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    root = tmp_path / "docs"
-    write(
-        root / "pets.md",
-        "# Pets\n\n## Cats\n\nthe cat sat on the red apple\n\n## Dogs\n\nthe dog ate a green pear\n",
-    )
-    write(root / "fruit.txt", "banana cherry grape lemon orange\n\nplum and yellow lemon\n")
-    write(root / "sub" / "net.md", "# Network\n\ndns dhcp subnet router\n")
-    return root
-
-
 def index_ids(kit: ragkit.Workspace) -> set[int]:
     """Chunk ids in the dense index; the sparse index must hold exactly the same."""
     collection = kit.collection()
