@@ -33,7 +33,7 @@ import numpy as np
 from scipy import sparse
 
 from ragkit.errors import ConfigError, IndexCorruptError, MissingDependencyError
-from ragkit.indexes.sparse_index import SparseIndex, read_npz, write_npz
+from ragkit.indexes.sparse_index import SparseIndex, csr_problem, read_npz, write_npz
 
 __all__ = ["BM25Index", "TermCounts", "count_terms"]
 
@@ -357,19 +357,18 @@ def _read_counts(
     if missing := [name for name in needed if name not in arrays]:
         raise corrupt(f"missing arrays {missing}")
     ids, indptr, indices, data = (arrays[name] for name in needed)
-    if (
-        ids.dtype != np.int64
-        or ids.ndim != 1
-        or indptr.shape != (len(ids) + 1,)
-        or indices.ndim != 1
-        or indices.shape != data.shape
-        or indptr[0] != 0
-        or indptr[-1] != len(indices)
-        or np.any(np.diff(indptr) < 0)
-    ):
-        raise corrupt("inconsistent count matrix shape")
-    if len(indices) and (indices.min() < 0 or indices.max() >= n_terms):
-        raise corrupt("term columns out of range")
+    problem = csr_problem(
+        ids,
+        indptr,
+        indices,
+        data,
+        rows=len(ids),
+        columns=n_terms,
+        matrix="count matrix",
+        column="term columns",
+    )
+    if problem:
+        raise corrupt(problem)
     if data.dtype.kind not in "iu" or (len(data) and data.min() <= 0):
         raise corrupt("term counts that are not positive integers")
     if len(np.unique(ids)) != len(ids):

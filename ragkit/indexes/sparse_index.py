@@ -25,7 +25,7 @@ from scipy import sparse
 from ragkit.errors import ConfigError, IndexCorruptError
 from ragkit.indexes.base import atomic_write
 
-__all__ = ["SparseIndex", "read_npz", "top_k_hits", "write_npz"]
+__all__ = ["SparseIndex", "csr_problem", "read_npz", "top_k_hits", "write_npz"]
 
 _FORMAT = "ragkit-sparse-index"
 _VERSION = 1
@@ -183,20 +183,20 @@ class SparseIndex:
             raise corrupt(f"format {fmt!s} version {version!s}")
         vocab_size = int(vocab_size)
         n_docs = len(ids)
-        if (
-            vocab_size <= 0
-            or ids.dtype != np.int64
-            or ids.ndim != 1
-            or indptr.shape != (vocab_size + 1,)
-            or indices.shape != data.shape
-            or indices.ndim != 1
-            or indptr[0] != 0
-            or indptr[-1] != len(indices)
-            or np.any(np.diff(indptr) < 0)
-        ):
+        if vocab_size <= 0:
             raise corrupt("inconsistent matrix shape")
-        if len(indices) and (indices.min() < 0 or indices.max() >= n_docs):
-            raise corrupt("document positions out of range")
+        problem = csr_problem(
+            ids,
+            indptr,
+            indices,
+            data,
+            rows=vocab_size,
+            columns=n_docs,
+            matrix="matrix",
+            column="document positions",
+        )
+        if problem:
+            raise corrupt(problem)
         if not np.all(np.isfinite(data)) or (len(data) and data.min() < 0):
             raise corrupt("negative or non-finite weights")
         if len(np.unique(ids)) != n_docs:
@@ -279,6 +279,35 @@ def top_k_hits(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray,
         scores, ids = scores[chosen], ids[chosen]
     order = np.lexsort((ids, -scores))[:k]
     return scores[order].astype(np.float32), ids[order].astype(np.int64)
+
+
+def csr_problem(
+    ids: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    *,
+    rows: int,
+    columns: int,
+    matrix: str,
+    column: str,
+) -> str | None:
+    """What makes CSR arrays read from a file unusable as a ``rows × columns`` matrix keyed by
+    int64 ``ids`` (None: nothing); ``matrix`` and ``column`` name them in the message."""
+    if (
+        ids.dtype != np.int64
+        or ids.ndim != 1
+        or indptr.shape != (rows + 1,)
+        or indices.ndim != 1
+        or indices.shape != data.shape
+        or indptr[0] != 0
+        or indptr[-1] != len(indices)
+        or np.any(np.diff(indptr) < 0)
+    ):
+        return f"inconsistent {matrix} shape"
+    if len(indices) and (indices.min() < 0 or indices.max() >= columns):
+        return f"{column} out of range"
+    return None
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
