@@ -12,9 +12,10 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,31 @@ def _relative(path: str) -> str:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except ValueError:
         return path
+
+
+# -- timing ---------------------------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def latency_ms(
+    run: Callable[[Any], Any], inputs: Sequence[Any], *, warmup: int = 5, digits: int = 2
+) -> dict[str, float]:
+    """p50/p95/p99 milliseconds of ``run(item)`` over ``inputs``, after ``warmup`` untimed calls."""
+    for item in inputs[:warmup]:
+        run(item)
+    times = []
+    for item in inputs:
+        started = time.perf_counter()
+        run(item)
+        times.append(1000 * (time.perf_counter() - started))
+    return {
+        "p50_ms": round(statistics.median(times), digits),
+        "p95_ms": round(percentile(times, 95), digits),
+        "p99_ms": round(percentile(times, 99), digits),
+    }
 
 
 # -- output ---------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ nDCG@10, MRR@10, Recall@100 (pytrec_eval), and single-query latency p50/p95/p99 
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -18,11 +17,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -57,12 +51,12 @@ def main() -> None:
         evaluated = eval_workspace(kit, queries, data.qrels, modes=modes, runs_dir=None)
         sample = list(queries.values())[: args.latency_queries]
         for result in evaluated:
-            kit.query(sample[0], k=10, mode=result.mode)  # warm caches
-            latencies = []
-            for text in sample:
-                t0 = time.perf_counter()
-                kit.query(text, k=10, mode=result.mode)
-                latencies.append(1000 * (time.perf_counter() - t0))
+            latency = _common.latency_ms(
+                lambda text, ws=kit, mode=result.mode: ws.query(text, k=10, mode=mode),
+                sample,
+                warmup=1,  # warm caches
+                digits=1,
+            )
             name = {
                 "dense": "dense (encoder)",
                 "sparse": channel,
@@ -74,9 +68,7 @@ def main() -> None:
                 "ndcg@10": round(100 * m["ndcg@10"], 2),
                 "mrr@10": round(100 * m["mrr@10"], 2),
                 "recall@100": round(100 * m["recall@100"], 2),
-                "p50_ms": round(statistics.median(latencies), 1),
-                "p95_ms": round(percentile(latencies, 95), 1),
-                "p99_ms": round(percentile(latencies, 99), 1),
+                **latency,
             }
             results.append({**row, "index_build_s": round(build, 1), "ingest": report.to_dict()})
             rows.append(list(row.values()))

@@ -33,11 +33,9 @@ import json
 import os
 import random
 import re
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,26 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 MODES = ("dense", "sparse", "hybrid")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def latency_ms(run: Callable[[Any], Any], inputs: Sequence[Any], warmup: int = 5) -> dict:
-    for item in inputs[:warmup]:
-        run(item)
-    times = []
-    for item in inputs:
-        started = time.perf_counter()
-        run(item)
-        times.append(1000 * (time.perf_counter() - started))
-    return {
-        "p50_ms": round(statistics.median(times), 2),
-        "p95_ms": round(percentile(times, 95), 2),
-        "p99_ms": round(percentile(times, 99), 2),
-    }
 
 
 # -- corpus ---------------------------------------------------------------------------------
@@ -117,7 +95,7 @@ def mode_latency(kit: Any, queries: list[str]) -> list[dict]:
     for mode in MODES:
         if mode not in kit.available_modes():
             continue
-        stats = latency_ms(lambda q, m=mode: kit.query(q, k=10, mode=m), queries)
+        stats = _common.latency_ms(lambda q, m=mode: kit.query(q, k=10, mode=m), queries)
         rows.append({"mode": mode, **stats})
     return rows
 
@@ -127,7 +105,7 @@ def encode_latency(queries: list[str]) -> dict:
     from ragkit.encoders import DenseEncoder
 
     encoder = DenseEncoder.load(EncoderConfig())
-    stats = latency_ms(lambda q: encoder.encode_queries([q]), queries)
+    stats = _common.latency_ms(lambda q: encoder.encode_queries([q]), queries)
     return {"mode": f"encode only ({encoder.name})", **stats}
 
 
@@ -168,7 +146,7 @@ def index_table(ids: Any, vectors: Any, queries: Any, latency_queries: int) -> l
             np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
         )
         single = [queries[i : i + 1] for i in range(min(latency_queries, len(queries)))]
-        stats = latency_ms(lambda q, ix=index: ix.search(q, 10), single)
+        stats = _common.latency_ms(lambda q, ix=index: ix.search(q, 10), single)
         rows.append(
             {
                 "index": label,
