@@ -13,6 +13,8 @@ from ragkit.connectors.base import (
     LoadResult,
     format_for_path,
     load_file,
+    parse_bytes,
+    read_source_bytes,
 )
 from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
 from ragkit.connectors.text import read_text
@@ -25,6 +27,8 @@ __all__ = [
     "WalkFailure",
     "format_for_path",
     "load_file",
+    "parse_bytes",
+    "read_source_bytes",
     "read_text",
     "walk_files",
 ]

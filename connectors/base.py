@@ -24,6 +24,7 @@ __all__ = [
     "format_for_path",
     "human_size",
     "load_file",
+    "parse_bytes",
     "read_source_bytes",
     "single_document",
 ]
@@ -195,6 +196,21 @@ def _loader_for(fmt: str) -> _Loader:
     return loader
 
 
+def parse_bytes(
+    data: bytes, *, fmt: str, path: Path, uri: str, options: LoadOptions = LoadOptions()
+) -> LoadResult:
+    """Parse the bytes of one source file with the loader of ``fmt``.
+
+    Separate from reading so that a caller reads (and hashes) a file exactly once and the
+    parse can run somewhere else, such as a worker process under per-file limits.
+    """
+    if fmt not in _LOADERS:
+        raise ConnectorError(
+            str(path), f"unsupported format {fmt!r}; supported: {_supported_list()}"
+        )
+    return _loader_for(fmt)(data, path=Path(path), uri=uri, options=options)
+
+
 def load_file(path: Path, *, uri: str, options: LoadOptions = LoadOptions()) -> LoadResult:
     """Parse one source file into documents, choosing the loader by extension.
 
@@ -209,4 +225,4 @@ def load_file(path: Path, *, uri: str, options: LoadOptions = LoadOptions()) -> 
             str(path), f"unsupported file type '{suffix}'; supported: {_supported_list()}"
         )
     data = read_source_bytes(path, options.max_file_bytes)
-    return _loader_for(fmt)(data, path=path, uri=uri, options=options)
+    return parse_bytes(data, fmt=fmt, path=path, uri=uri, options=options)

@@ -23,7 +23,7 @@ import numpy as np
 from ragkit.chunking import doc_id_for
 from ragkit.collection import CollectionWriter
 from ragkit.config import SourceConfig
-from ragkit.connectors import LoadOptions, load_file
+from ragkit.connectors import LoadOptions, parse_bytes, read_source_bytes
 from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
@@ -229,11 +229,9 @@ class _IngestJob:
             self.report.files_unchanged += 1
             return
         try:
-            if entry.size > self.options.max_file_bytes:
-                raise ConnectorError(
-                    str(entry.path), f"file is larger than {self.options.max_file_bytes} bytes"
-                )
-            content_hash = _hash_file(entry.path)
+            # Read once: the bytes hashed are the bytes parsed, even if the file changes meanwhile.
+            data = read_source_bytes(entry.path, self.options.max_file_bytes)
+            content_hash = _hash_bytes(data)
             record = FileRecord(
                 source, entry.uri, entry.size, entry.mtime_ns, content_hash, entry.format
             )
@@ -241,7 +239,9 @@ class _IngestJob:
                 self.report.files_unchanged += 1
                 self.batch.put_files.append(record)  # only the mtime moved
                 return
-            result = load_file(entry.path, uri=entry.uri, options=self.options)
+            result = parse_bytes(
+                data, fmt=entry.format, path=entry.path, uri=entry.uri, options=self.options
+            )
         except ConnectorError as exc:
             self._fail(str(entry.path), exc.reason)
             return
@@ -363,12 +363,8 @@ class _IngestJob:
         return np.stack([cached[h] for h in hashes])
 
 
-def _hash_file(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _hash_bytes(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _relative(path: str, root: Path) -> str:
