@@ -6,6 +6,7 @@ not pay for pypdf, python-docx or markdown-it when a corpus has none of those fi
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import stat
@@ -21,10 +22,12 @@ __all__ = [
     "SUPPORTED_FORMATS",
     "LoadOptions",
     "LoadResult",
+    "UnsafeSourceError",
     "format_for_path",
     "human_size",
     "load_file",
     "parse_bytes",
+    "printable_path",
     "read_source_bytes",
     "single_document",
 ]
@@ -111,51 +114,140 @@ def _supported_list() -> str:
     return ", ".join(sorted(SUPPORTED_FORMATS))
 
 
-def _open_error(path: Path, exc: OSError) -> ConnectorError:
+def printable_path(path: Path | str) -> str:
+    """A path or uri as printable text, escaped losslessly.
+
+    A name that is not valid UTF-8 reaches Python as lone surrogates, which SQLite, JSON
+    consumers and terminals refuse; control characters in a name can rewrite a terminal.
+    Both become ``\\xNN`` and a literal backslash becomes ``\\\\``, so two different names
+    never share an escaped form and a name gets the same form on every run.
+    """
+    return str(path).translate(_PRINTABLE)
+
+
+_PRINTABLE = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)},
+    **{0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)},  # surrogateescape
+    ord("\\"): "\\\\",
+}
+
+
+class UnsafeSourceError(ConnectorError):
+    """The path no longer leads to the file the walk accepted: it became a symlink out of the
+    source root (or any symlink while it was opened).  Unlike a file that merely turned bad,
+    whatever the index holds for this path must go, or a swapped link would keep serving
+    content from outside the root as "the last good version"."""
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LEFT_ROOT = "is a symlink that leads outside the source root; not read (use follow_symlinks)"
+_SWAPPED = "was replaced by a symlink while it was being opened; not read"
+_DIR_SWAPPED = "a folder on its path was replaced (by a symlink or a file) after the walk; not read"
+
+
+def _open_error(path: Path, exc: OSError, shown: str) -> ConnectorError:
     """Turn an OSError into a reason the user can act on."""
     if isinstance(exc, FileNotFoundError):
         if os.path.islink(path):
-            return ConnectorError(str(path), "dangling symlink: its target does not exist")
-        return ConnectorError(str(path), "file not found (was it moved or deleted?)")
+            return ConnectorError(shown, "dangling symlink: its target does not exist")
+        return ConnectorError(shown, "file not found (was it moved or deleted?)")
     if isinstance(exc, IsADirectoryError):
-        return ConnectorError(str(path), "is a directory, not a file")
+        return ConnectorError(shown, "is a directory, not a file")
     if isinstance(exc, PermissionError):
-        return ConnectorError(str(path), "permission denied: check the file's permissions")
-    return ConnectorError(str(path), f"cannot read file: {exc.strerror or exc}")
+        return ConnectorError(shown, "permission denied: check the file's permissions")
+    if exc.errno == errno.ELOOP:
+        return UnsafeSourceError(shown, _SWAPPED)
+    if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket
+        return ConnectorError(shown, "not a regular file (device, FIFO or socket)")
+    return ConnectorError(shown, f"cannot read file: {exc.strerror or exc}")
 
 
-def read_source_bytes(path: Path, max_bytes: int) -> bytes:
+def _open_beneath(root_real: str, rel: str) -> int:
+    """Open ``rel`` one component at a time from the root's descriptor, never following a
+    link, so a directory swapped for a symlink after the walk cannot lead the open outside."""
+    *dirs, name = rel.split(os.sep)
+    fd = os.open(root_real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in dirs:
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        return os.open(name, _OPEN_FLAGS, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _open_source(path: Path, root: Path | None, follow_symlinks: bool, shown: str) -> int:
+    """A descriptor for the file ``path`` names now, opened without following a link or
+    blocking on a FIFO.
+
+    A symlink the walk accepted (inside the root, or any with ``follow_symlinks``) is read
+    through its resolved target, and that target is opened with O_NOFOLLOW too, so a swap
+    between resolving and opening is refused rather than followed.
+    """
+    real = os.path.realpath(path)
+    try:
+        # Not the check (that is fstat on the descriptor): opening a device can have effects.
+        st = os.lstat(real)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise ConnectorError(shown, "not a regular file (device, FIFO or socket)")
+        if root is None or follow_symlinks:
+            return os.open(real, _OPEN_FLAGS)
+        root_real = os.path.realpath(root)
+        if real == root_real:  # a single-file source
+            return os.open(real, _OPEN_FLAGS)
+        if not real.startswith(root_real.rstrip(os.sep) + os.sep):
+            raise UnsafeSourceError(shown, _LEFT_ROOT)
+        return _open_beneath(root_real, os.path.relpath(real, root_real))
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR and root is not None and not follow_symlinks:
+            raise UnsafeSourceError(shown, _DIR_SWAPPED) from exc
+        raise _open_error(path, exc, shown) from exc
+
+
+def read_source_bytes(
+    path: Path, max_bytes: int, *, root: Path | None = None, follow_symlinks: bool = False
+) -> bytes:
     """Read a whole source file, refusing directories, special files and oversized files.
 
-    Special files are refused before opening because reading a FIFO or a device would block
-    or never end; the read is capped at ``max_bytes + 1`` so a file that grows after the
-    ``stat`` still cannot exhaust memory.
+    Every check is made on the opened descriptor, not on the path: the path may be swapped for
+    a FIFO (whose open would block forever, holding the writer lock) or for a symlink to a
+    secret between the walk and this read.  With ``root`` (ingest passes the source's) the
+    file must still lie inside it unless ``follow_symlinks``.  The read is capped at
+    ``max_bytes + 1`` so a file that grows after the ``fstat`` still cannot exhaust memory.
+    :class:`UnsafeSourceError` means the path now leads elsewhere than the walk saw.
     """
+    shown = printable_path(path)
+    fd = _open_source(Path(path), root, follow_symlinks, shown)
     try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise _open_error(path, exc) from exc
-    if stat.S_ISDIR(st.st_mode):
-        raise ConnectorError(str(path), "is a directory, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise ConnectorError(str(path), "not a regular file (device, FIFO or socket)")
-    too_large = (
-        f"file is {human_size(st.st_size)}, larger than the limit of {human_size(max_bytes)}; "
-        "raise max_file_bytes to load it"
-    )
-    if st.st_size > max_bytes:
-        raise ConnectorError(str(path), too_large)
-    if st.st_size == 0:
-        raise ConnectorError(str(path), "empty file")
-    try:
-        with open(path, "rb") as handle:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConnectorError(shown, "is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConnectorError(shown, "not a regular file (device, FIFO or socket)")
+        too_large = (
+            f"file is {human_size(st.st_size)}, larger than the limit of "
+            f"{human_size(max_bytes)}; raise max_file_bytes to load it"
+        )
+        if st.st_size > max_bytes:
+            raise ConnectorError(shown, too_large)
+        if st.st_size == 0:
+            raise ConnectorError(shown, "empty file")
+        os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        try:
             data = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise _open_error(path, exc) from exc
+        except OSError as exc:
+            raise _open_error(Path(path), exc, shown) from exc
     if len(data) > max_bytes:
-        raise ConnectorError(str(path), too_large)
+        raise ConnectorError(shown, too_large)
     if not data:
-        raise ConnectorError(str(path), "empty file")
+        raise ConnectorError(shown, "empty file")
     return data
 
 
@@ -180,7 +272,7 @@ def single_document(
         documents=[
             Document(
                 uri=uri,
-                title=(title or path.stem).strip() or path.name,
+                title=(title or printable_path(path.stem)).strip() or printable_path(path.name),
                 blocks=blocks,
                 format=format,
                 metadata=metadata or {},

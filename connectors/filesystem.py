@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragkit.connectors.base import format_for_path
+from ragkit.connectors.base import format_for_path, printable_path
 from ragkit.errors import ConnectorError
 
 __all__ = ["SKIPPED_DIRS", "FileEntry", "WalkFailure", "compile_glob", "walk_files"]
@@ -28,7 +28,9 @@ _LEAVES_ROOT = "symlink leaves the source root; not followed (use follow_symlink
 
 @dataclass(frozen=True, slots=True)
 class FileEntry:
-    """A loadable file; ``uri`` is its posix path relative to the walked root."""
+    """A loadable file: ``path`` is the real path, for opening; ``uri`` is its posix path
+    relative to the walked root, escaped by :func:`printable_path` so that a name that is not
+    valid UTF-8 still has a stable uri the store and the terminal accept."""
 
     path: Path
     uri: str
@@ -39,10 +41,16 @@ class FileEntry:
 
 @dataclass(frozen=True, slots=True)
 class WalkFailure:
-    """A file or directory the walk found but cannot use, and why."""
+    """A file or directory the walk found but cannot use, and why.
+
+    ``forget``: what the index holds for this path must go (it became a symlink out of the
+    root); any other failure keeps the last good version, so a file that is briefly unreadable
+    does not vanish from search.
+    """
 
     path: str
     reason: str
+    forget: bool = False
 
 
 def compile_glob(pattern: str) -> re.Pattern[str]:
@@ -114,7 +122,7 @@ def _file_result(path: str, rel: str, st: os.stat_result) -> FileEntry | WalkFai
         suffix = Path(rel).suffix
         reason = f"unsupported file type '{suffix}'" if suffix else "unsupported file type"
         return WalkFailure(path, reason + (" (no extension)" if not suffix else ""))
-    return FileEntry(Path(path), rel, st.st_size, st.st_mtime_ns, fmt)
+    return FileEntry(Path(path), printable_path(rel), st.st_size, st.st_mtime_ns, fmt)
 
 
 def _list_dir(path: str) -> list[str] | WalkFailure:
@@ -164,7 +172,7 @@ def _walk(
             if name in SKIPPED_DIRS or matcher.prunes_dir(rel):
                 continue
             if leaves_root and not follow:
-                yield WalkFailure(path, _LEAVES_ROOT)
+                yield WalkFailure(path, _LEAVES_ROOT, forget=True)
                 continue
             key = (st.st_dev, st.st_ino)
             if key in ancestors:
@@ -183,7 +191,7 @@ def _walk(
         if not matcher.wants_file(rel):
             continue
         if leaves_root and not follow:
-            yield WalkFailure(path, _LEAVES_ROOT)
+            yield WalkFailure(path, _LEAVES_ROOT, forget=True)
             continue
         yield _file_result(path, rel, st)
 

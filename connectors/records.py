@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ragkit.connectors.base import printable_path
 from ragkit.documents import Block, Document
 
 __all__ = ["problem_count", "record_document", "render_fields"]
@@ -38,7 +39,7 @@ def record_document(
 ) -> Document:
     return Document(
         uri=f"{uri}#{row_id}",
-        title=title or f"{path.stem} #{row_id}",
+        title=title or f"{printable_path(path.stem)} #{row_id}",
         blocks=[Block(text)],
         format=format,
         metadata=metadata,

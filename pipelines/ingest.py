@@ -24,6 +24,7 @@ from ragkit.chunking import doc_id_for
 from ragkit.collection import CollectionWriter
 from ragkit.config import SourceConfig
 from ragkit.connectors import LoadOptions, parse_bytes, read_source_bytes
+from ragkit.connectors.base import UnsafeSourceError, printable_path
 from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
@@ -35,9 +36,13 @@ __all__ = ["FileFailure", "IngestReport", "ingest"]
 
 ProgressCallback = Callable[[str, int], None]
 
+_FORGOTTEN = "its earlier content was removed from the index"
+
 
 @dataclass(frozen=True, slots=True)
 class FileFailure:
+    """A file not ingested; ``path`` is printable (see ``printable_path``) for any output."""
+
     path: str
     reason: str
 
@@ -169,6 +174,8 @@ class _IngestJob:
         self.progress = progress or (lambda event, n: None)
         self.report = IngestReport(run_id=run_id)
         self.batch = _Batch()
+        self.root: Path | None = None  # the source being walked, set by _ingest_source
+        self.follow_symlinks = False
 
     def run(self, sources: list[SourceConfig]) -> IngestReport:
         started = time.perf_counter()
@@ -198,6 +205,8 @@ class _IngestJob:
             self._fail(source.name, "source path does not exist; nothing was changed for it")
             return
         self.store.upsert_source(source.name, str(root), asdict(source))
+        # The read checks each file against the root it was walked from (see read_source_bytes).
+        self.root, self.follow_symlinks = root, source.follow_symlinks
         known = self.store.files(source.name)
         entries = list(
             walk_files(
@@ -211,8 +220,13 @@ class _IngestJob:
         seen: set[str] = set()
         for entry in entries:
             if isinstance(entry, WalkFailure):
-                self._fail(entry.path, entry.reason)
-                seen.add(_relative(entry.path, root))  # keep what an unreadable file had
+                uri = printable_path(_relative(entry.path, root))
+                if entry.forget and uri in known:
+                    # Not added to `seen`: its record and documents go with the deleted files.
+                    self._fail(entry.path, f"{entry.reason}; {_FORGOTTEN}")
+                else:
+                    self._fail(entry.path, entry.reason)
+                    seen.add(uri)  # keep what an unreadable file had
             else:
                 seen.add(entry.uri)
                 self._ingest_file(source.name, entry, known.get(entry.uri))
@@ -230,7 +244,12 @@ class _IngestJob:
             return
         try:
             # Read once: the bytes hashed are the bytes parsed, even if the file changes meanwhile.
-            data = read_source_bytes(entry.path, self.options.max_file_bytes)
+            data = read_source_bytes(
+                entry.path,
+                self.options.max_file_bytes,
+                root=self.root,
+                follow_symlinks=self.follow_symlinks,
+            )
             content_hash = _hash_bytes(data)
             record = FileRecord(
                 source, entry.uri, entry.size, entry.mtime_ns, content_hash, entry.format
@@ -242,13 +261,20 @@ class _IngestJob:
             result = parse_bytes(
                 data, fmt=entry.format, path=entry.path, uri=entry.uri, options=self.options
             )
+        except UnsafeSourceError as exc:
+            if known:  # the path leads elsewhere now: what it held must not stay searchable
+                self.batch.delete_files.append((source, entry.uri))
+                self._delete_documents(self.store.documents_of_file(source, entry.uri))
+            self._fail(entry.path, exc.reason + (f"; {_FORGOTTEN}" if known else ""))
+            return
         except ConnectorError as exc:
-            self._fail(str(entry.path), exc.reason)
+            self._fail(entry.path, exc.reason)
             return
         except OSError as exc:
-            self._fail(str(entry.path), f"cannot read: {exc.strerror or exc}")
+            self._fail(entry.path, f"cannot read: {exc.strerror or exc}")
             return
-        self.report.problems.extend(f"{entry.path}: {p}" for p in result.problems)
+        shown = printable_path(entry.path)
+        self.report.problems.extend(f"{shown}: {p}" for p in result.problems)
         if known:
             self.report.files_changed += 1
         else:
@@ -302,9 +328,9 @@ class _IngestJob:
             )
             self._maybe_flush()
 
-    def _fail(self, path: str, reason: str) -> None:
+    def _fail(self, path: str | Path, reason: str) -> None:
         self.report.files_failed += 1
-        self.report.failures.append(FileFailure(path, reason))
+        self.report.failures.append(FileFailure(printable_path(path), reason))
 
     # -- commit -----------------------------------------------------------------------------
     def _maybe_flush(self) -> None:
