@@ -28,7 +28,8 @@ from ragkit.connectors.base import UnsafeSourceError, printable_path
 from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
-from ragkit.errors import ConfigError, ConnectorError
+from ragkit.errors import ConnectorError
+from ragkit.pipelines.sources import remember_sources, resolve_sources
 from ragkit.store import FileRecord
 from ragkit.workspace import Workspace
 
@@ -89,45 +90,20 @@ def ingest(
     wait: float = 0.0,
     progress: ProgressCallback | None = None,
 ) -> IngestReport:
-    """Ingest ``paths`` (each a file or folder) or, when empty, every configured source."""
-    sources = _resolve_sources(workspace, paths, include, exclude, follow_symlinks)
+    """Ingest ``paths`` (each a file or folder) or, when empty, every configured source.
+
+    The sources are worked out (and a path that does not exist refused) before the writer
+    lock is taken, but ragkit.toml is written only under the lock: a job refused with 75
+    must leave the config as it found it.
+    """
+    sources = resolve_sources(workspace, paths, include, exclude, follow_symlinks)
     with workspace.writing("ingest", wait=wait) as run:
+        if paths:
+            remember_sources(workspace, sources)
         options = load_options or LoadOptions()
         report = _IngestJob(workspace, run.run_id, options, commit_every, progress).run(sources)
         run.outcome(report.ok, report.to_dict())
     return report
-
-
-def _resolve_sources(
-    workspace: Workspace,
-    paths: list[str],
-    include: list[str] | None,
-    exclude: list[str] | None,
-    follow_symlinks: bool,
-) -> list[SourceConfig]:
-    if not paths:
-        if not workspace.config.sources:
-            raise ConfigError(
-                f"{workspace.config_path}: no sources configured; run `ragkit ingest PATH` once"
-            )
-        return workspace.config.sources
-    known = {s.name: s for s in workspace.config.sources}
-    sources = []
-    for raw in paths:
-        name = os.path.normpath(raw)
-        source = SourceConfig(
-            path=str(Path(raw).resolve()),
-            name=name,
-            include=include or ["**/*"],
-            exclude=exclude or [],
-            follow_symlinks=follow_symlinks,
-        )
-        if known.get(name) != source:
-            workspace.config.sources = [s for s in workspace.config.sources if s.name != name]
-            workspace.config.sources.append(source)
-        sources.append(source)
-    workspace.config.save(workspace.config_path)
-    return sources
 
 
 def _document_hash(document: Document) -> str:

@@ -1,5 +1,6 @@
-"""Hostile sources: names that are not valid UTF-8, and files swapped for FIFOs or symlinks
-between the walk and the read.
+"""Hostile sources: names that are not valid UTF-8, files swapped for FIFOs or symlinks
+between the walk and the read, one folder under several spellings, and config writes by a job
+that never ran.
 
 Every file operation here is real (FIFOs, symlinks, renames); a swap "after the walk" is made by
 wrapping only the walk that ingest calls, so the read that follows meets the swapped file.
@@ -16,14 +17,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import ragkit
+from ragkit.cli.app import app
+from ragkit.config import WorkspaceConfig
 from ragkit.connectors import read_source_bytes, walk_files
 from ragkit.connectors.filesystem import FileEntry
-from ragkit.errors import ConnectorError
+from ragkit.errors import ConfigError, ConnectorError
 from ragkit.lock import WorkspaceLock
 from ragkit.pipelines import ingest as ingest_module
+from ragkit.pipelines.sources import resolve_sources
 
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "workspace-v1"
 SECRET = "zeta epsilon delta secret words from outside the root"
 
 
@@ -105,6 +111,14 @@ def test_undecodable_failure_is_reported_printably(workspace, docs) -> None:  # 
     json.dumps(report.to_dict(), ensure_ascii=False).encode("utf-8")
     (stats,) = workspace.store._query("SELECT stats_json FROM runs")
     assert "empty\\\\xff.txt" in stats[0]
+
+
+def test_source_folder_whose_name_is_not_utf8_is_refused_up_front(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    folder = os.fsencode(tmp_path) + b"/src\xff"
+    os.mkdir(folder)
+    with pytest.raises(ConfigError, match="valid UTF-8"):
+        workspace.ingest(os.fsdecode(folder))
+    assert workspace.config.sources == []
 
 
 # -- 2. a file swapped for a FIFO -----------------------------------------------------------
@@ -229,3 +243,66 @@ def test_directory_swapped_for_a_link_below_the_root_is_caught(
     (root / "sub").symlink_to(outside.parent)
     with pytest.raises(ConnectorError, match="outside the source root"):
         read_source_bytes(root / "sub" / "secret.txt", 1000, root=root)
+
+
+# -- 4. one folder, several spellings -------------------------------------------------------
+def test_relative_absolute_and_symlinked_spellings_are_one_source(
+    workspace, docs, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(docs.parent)
+    first = workspace.ingest("docs")  # the old naming rule: the spelling given
+    (tmp_path / "via").symlink_to(docs.parent)
+    for spelling in (str(docs), str(tmp_path / "via" / "docs"), "./docs/", "docs/../docs"):
+        again = workspace.ingest(spelling)
+        assert (again.files_new, again.files_unchanged) == (0, 3), spelling
+    assert first.files_new == 3
+    assert [s.name for s in workspace.config.sources] == ["docs"]
+    assert set(workspace.store.sources()) == {"docs"}
+    assert workspace.store.counts()["documents"] == 3
+    assert len(workspace.query("dog pear", k=10)) == len(set(workspace.store.all_chunk_ids()))
+    saved = WorkspaceConfig.load(workspace.config_path)
+    assert [(s.name, s.path) for s in saved.sources] == [("docs", os.path.realpath(docs))]
+
+
+def test_a_v1_workspace_keeps_its_source_under_another_spelling(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """workspace-v1 names its source ``docs`` at the path it had then; here that folder is
+    moved under tmp_path and the path in the copied config follows it, as a user's would."""
+    shutil.copytree(FIXTURE_V1, tmp_path / "fx")
+    docs = tmp_path / "fx" / "docs"
+    config = WorkspaceConfig.load(tmp_path / "fx" / "ws" / "ragkit.toml")
+    assert [(s.name, s.path) for s in config.sources] == [("docs", "/tmp/fx/docs")]
+    config.sources[0].path = str(docs)
+    config.save(tmp_path / "fx" / "ws" / "ragkit.toml")
+    kit = ragkit.open(tmp_path / "fx" / "ws", create=False)
+    (tmp_path / "link").symlink_to(tmp_path / "fx")
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("link/docs", str(docs), "fx/docs/"):
+        sources = resolve_sources(kit, [spelling], None, None, False)
+        assert [s.name for s in sources] == ["docs"], spelling
+    kit.close()
+
+
+# -- 5. config is written only by a job that runs --------------------------------------------
+def test_locked_ingest_adds_no_source(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+    before = workspace.config_path.read_bytes() if workspace.config_path.exists() else b""
+    holder = WorkspaceLock(workspace.root / "write.lock")
+    holder.acquire()
+    try:
+        result = CliRunner().invoke(app, ["ingest", str(docs), "--workspace", str(workspace.root)])
+    finally:
+        holder.release()
+    assert result.exit_code == 75
+    after = workspace.config_path.read_bytes() if workspace.config_path.exists() else b""
+    assert after == before
+    assert workspace.config.sources == []
+
+
+def test_missing_path_is_refused_before_any_source_is_written(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="no such file or directory"):
+        workspace.ingest(tmp_path / "nowhere")
+    assert workspace.config.sources == [] and workspace.store.sources() == {}
+    result = CliRunner().invoke(
+        app, ["ingest", str(tmp_path / "nowhere"), "--workspace", str(workspace.root)]
+    )
+    assert result.exit_code == 1 and "nowhere" in result.output
+    assert WorkspaceConfig.load(workspace.config_path).sources == []
