@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.connectors.base import LoadOptions, LoadResult, human_size, single_document
+from ragkit.connectors.text import finish_result
 from ragkit.documents import Block
 from ragkit.errors import ConnectorError
 
@@ -159,4 +160,5 @@ def load_docx(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> Loa
             f"corrupt or unsupported docx ({exc}): open and re-save it in a word processor",
         ) from exc
     title = core_title or builder.title_paragraph or builder.first_h1
-    return single_document(path, uri=uri, title=title, blocks=builder.blocks, format="docx")
+    result = single_document(path, uri=uri, title=title, blocks=builder.blocks, format="docx")
+    return finish_result(result, path)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.connectors.base import LoadOptions, LoadResult, single_document
-from ragkit.connectors.text import decode_text
+from ragkit.connectors.text import decode_text, finish_result
 from ragkit.documents import Block
 from ragkit.errors import ConnectorError
 
@@ -91,19 +91,14 @@ def _children(node: Any) -> list[Any]:
     return list(node.iter(include_text=True))
 
 
-def _inside(node: Any, tags: frozenset[str]) -> bool:
-    parent = node.parent
-    while parent is not None:
-        if parent.tag in tags:
-            return True
-        parent = parent.parent
-    return False
+def _dropped(node: Any, in_article: bool) -> bool:
+    """``<header>`` inside an article usually holds the article's own title, so it stays.
 
-
-def _dropped(node: Any) -> bool:
-    """``<header>`` inside an article usually holds the article's own title, so it stays."""
+    Whether the node is inside an article is carried down by the walkers instead of looked up
+    through the parents, which would cost the depth of the tree for every ``<header>``.
+    """
     tag = node.tag
-    if tag == "header" and _inside(node, _ARTICLE):
+    if tag == "header" and in_article:
         return False
     if tag in DROPPED_TAGS:
         return True
@@ -111,42 +106,54 @@ def _dropped(node: Any) -> bool:
     return "hidden" in attributes or attributes.get("aria-hidden") == "true"
 
 
-def _collect_text(root: Any) -> str:
+def _collect_text(root: Any, in_article: bool) -> str:
     """Text of a subtree without dropped elements; block elements and ``<br>`` break lines."""
     parts: list[str] = []
-    stack: list[Any] = [root]
+    stack: list[tuple[Any, bool] | str] = [(root, in_article)]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             parts.append(item)
             continue
-        if item.is_text_node:
-            parts.append(item.text_content or "")
+        node, inside = item
+        if node.is_text_node:
+            parts.append(node.text_content or "")
             continue
-        if not item.is_element_node or _dropped(item):
+        if not node.is_element_node or _dropped(node, inside):
             continue
-        if item.tag == "br":
+        if node.tag == "br":
             parts.append("\n")
             continue
-        if item is not root and item.tag not in _INLINE:
+        if node is not root and node.tag not in _INLINE:
             parts.append("\n")
             stack.append("\n")
-        stack.extend(reversed(_children(item)))
+        inside = inside or node.tag in _ARTICLE
+        stack.extend((child, inside) for child in reversed(_children(node)))
     return "".join(parts)
 
 
-def _render_list(root: Any) -> str:
-    """A whole list is one block, nested lists indented, ordered lists numbered."""
-    lines: list[tuple[str, list[str]]] = []
-    stack: list[tuple[Any, int, list[int] | None]] = [(root, 0, None)]
+# Indentation stops growing here: a list nested 30,000 deep would otherwise render as
+# gigabytes of leading spaces (the indent of every line is as long as its depth).
+_MAX_INDENT_LEVELS = 8
+
+
+def _render_list(root: Any, in_article: bool) -> str:
+    """A whole list is one block, nested lists indented, ordered lists numbered.
+
+    One pass over the subtree with an explicit stack; each line keeps its depth as a number
+    and gets its (capped) indent only when rendered, so time and memory are linear in the input
+    however deep the nesting.
+    """
+    lines: list[tuple[int, str, list[str]]] = []
+    stack: list[tuple[Any, int, list[int] | None, bool]] = [(root, 0, None, in_article)]
     while stack:
-        node, depth, counter = stack.pop()
+        node, depth, counter, inside = stack.pop()
         if node.is_text_node:
             if not lines:
-                lines.append(("", []))
-            lines[-1][1].append(node.text_content or "")
+                lines.append((0, "", []))
+            lines[-1][2].append(node.text_content or "")
             continue
-        if not node.is_element_node or _dropped(node):
+        if not node.is_element_node or _dropped(node, inside):
             continue
         tag = node.tag
         if tag in ("ul", "ol"):
@@ -156,20 +163,41 @@ def _render_list(root: Any) -> str:
         if tag == "li":
             if counter is not None:
                 counter[0] += 1
-            marker = f"{counter[0]}." if counter is not None else "-"
-            lines.append((f"{'  ' * max(depth - 1, 0)}{marker} ", []))
+            marker = f"{counter[0]}. " if counter is not None else "- "
+            lines.append((max(depth - 1, 0), marker, []))
         elif tag == "br" or (tag not in _INLINE and tag not in _LISTS and lines):
-            lines[-1][1].append(" ")
-        stack.extend((child, child_depth, child_counter) for child in reversed(_children(node)))
-    rendered = (prefix + _normalise("".join(parts)) for prefix, parts in lines)
-    return "\n".join(line for line in rendered if line.strip() not in ("", "-"))
+            lines[-1][2].append(" ")
+        inside = inside or tag in _ARTICLE
+        stack.extend(
+            (child, child_depth, child_counter, inside) for child in reversed(_children(node))
+        )
+    rendered = []
+    for depth, marker, parts in lines:
+        text = _normalise("".join(parts))
+        if text:
+            rendered.append(f"{'  ' * min(depth, _MAX_INDENT_LEVELS)}{marker}{text}")
+    return "\n".join(rendered)
 
 
-def _render_table(root: Any) -> str:
+def _table_rows(table: Any) -> list[Any]:
+    """The rows of this table only: rows of tables nested in its cells belong to those cells,
+    and collecting them here too would repeat every nested level's text once per level."""
     rows = []
-    for row in root.css("tr"):
+    for child in _children(table):
+        if child.tag == "tr":
+            rows.append(child)
+        elif child.tag in ("thead", "tbody", "tfoot"):
+            rows.extend(row for row in _children(child) if row.tag == "tr")
+    return rows
+
+
+def _render_table(root: Any, in_article: bool) -> str:
+    rows = []
+    for row in _table_rows(root):
         cells = [
-            _normalise(_collect_text(cell)) for cell in _children(row) if cell.tag in ("td", "th")
+            _normalise(_collect_text(cell, in_article))
+            for cell in _children(row)
+            if cell.tag in ("td", "th")
         ]
         if any(cells):
             rows.append(" | ".join(cells))
@@ -192,9 +220,9 @@ def _blocks(body: Any) -> tuple[list[Block], str | None]:
         if text:
             blocks.append(Block(text, headings(), "paragraph"))
 
-    stack: list[tuple[Any, bool]] = [(body, False)]
+    stack: list[tuple[Any, bool, bool]] = [(body, False, False)]
     while stack:
-        node, exiting = stack.pop()
+        node, exiting, inside = stack.pop()
         if exiting:
             if node.tag not in _INLINE:
                 flush()
@@ -202,12 +230,12 @@ def _blocks(body: Any) -> tuple[list[Block], str | None]:
         if node.is_text_node:
             pending.append(node.text_content or "")
             continue
-        if not node.is_element_node or _dropped(node):
+        if not node.is_element_node or _dropped(node, inside):
             continue
         tag = node.tag
         if tag in _HEADINGS:
             flush()
-            level, text = _HEADINGS[tag], _normalise(_collect_text(node))
+            level, text = _HEADINGS[tag], _normalise(_collect_text(node, inside))
             while path and path[-1][0] >= level:
                 path.pop()
             if text:
@@ -216,23 +244,25 @@ def _blocks(body: Any) -> tuple[list[Block], str | None]:
                     first_h1 = text
         elif tag in _TEXT_BLOCKS:
             flush()
-            blocks.append(Block(_normalise(_collect_text(node)), headings(), _TEXT_BLOCKS[tag]))
+            text = _normalise(_collect_text(node, inside))
+            blocks.append(Block(text, headings(), _TEXT_BLOCKS[tag]))
         elif tag == "pre":
             flush()
-            blocks.append(Block(_collect_text(node).strip("\n"), headings(), "code"))
+            blocks.append(Block(_collect_text(node, inside).strip("\n"), headings(), "code"))
         elif tag in _LISTS:
             flush()
-            blocks.append(Block(_render_list(node), headings(), "list"))
+            blocks.append(Block(_render_list(node, inside), headings(), "list"))
         elif tag == "table":
             flush()
-            blocks.append(Block(_render_table(node), headings(), "table"))
+            blocks.append(Block(_render_table(node, inside), headings(), "table"))
         elif tag == "br":
             pending.append(" ")
         else:
             if tag not in _INLINE:
                 flush()
-            stack.append((node, True))
-            stack.extend((child, False) for child in reversed(_children(node)))
+            stack.append((node, True, inside))
+            inside = inside or tag in _ARTICLE
+            stack.extend((child, False, inside) for child in reversed(_children(node)))
     flush()
     return blocks, first_h1
 
@@ -241,9 +271,11 @@ def load_html(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> Loa
     from selectolax.lexbor import LexborHTMLParser
 
     declared = _META_CHARSET.search(data[:4096])
-    text = decode_text(data, path, declared=declared.group(1).decode("ascii") if declared else None)
+    decoded = decode_text(
+        data, path, declared=declared.group(1).decode("ascii") if declared else None
+    )
     try:
-        tree = LexborHTMLParser(text)
+        tree = LexborHTMLParser(decoded.text)
         title_node = tree.css_first("head > title") or tree.css_first("title")
         title = _normalise(title_node.text()) if title_node is not None else ""
         root = tree.root
@@ -255,6 +287,7 @@ def load_html(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> Loa
     except (ValueError, RuntimeError) as exc:
         raise ConnectorError(str(path), f"cannot parse HTML: {exc}") from exc
     metadata = {"lang": lang.strip()} if lang and lang.strip() else {}
-    return single_document(
+    result = single_document(
         path, uri=uri, title=title or first_h1, blocks=blocks, format="html", metadata=metadata
     )
+    return finish_result(result, path, decoded)

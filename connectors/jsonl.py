@@ -12,7 +12,7 @@ from typing import Any
 
 from ragkit.connectors.base import LoadOptions, LoadResult
 from ragkit.connectors.records import problem_count, record_document, render_fields
-from ragkit.connectors.text import decode_text
+from ragkit.connectors.text import decode_text, finish_result
 from ragkit.documents import Document
 from ragkit.errors import ConnectorError
 
@@ -74,13 +74,21 @@ def _parse_line(line: str, number: int) -> tuple[dict[str, Any] | None, str | No
         return None, f"line {number}: invalid JSON: {exc.msg} (column {exc.colno})"
     except RecursionError:
         return None, f"line {number}: invalid JSON: nested too deeply"
+    except ValueError as exc:
+        # Python refuses to convert integers of more than 4300 digits (CVE-2020-10735); any
+        # other ValueError from the decoder is just as much a problem of this one line.
+        reason = str(exc)
+        if "integer string conversion" in reason:
+            reason = "a number with more digits than Python converts (4300)"
+        return None, f"line {number}: invalid JSON: {reason}; record skipped"
     if not isinstance(record, dict):
         return None, f"line {number}: not a JSON object (got {type(record).__name__})"
     return record, None
 
 
 def load_jsonl(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> LoadResult:
-    text = decode_text(data, path)
+    decoded = decode_text(data, path)
+    text = decoded.text
     documents: list[Document] = []
     problems: list[str] = []
     seen: set[str] = set()
@@ -134,4 +142,4 @@ def load_jsonl(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> Lo
         raise ConnectorError(
             str(path), f"no valid records ({problem_count(problems)}; first: {problems[0]})"
         )
-    return LoadResult(documents=documents, problems=problems)
+    return finish_result(LoadResult(documents=documents, problems=problems), path, decoded)

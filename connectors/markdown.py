@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.connectors.base import LoadOptions, LoadResult, single_document
-from ragkit.connectors.text import decode_text
+from ragkit.connectors.text import decode_text, finish_result
 from ragkit.documents import Block
 from ragkit.errors import ConnectorError
 
@@ -26,6 +26,49 @@ _LIST_ITEM = re.compile(r"^[ \t]+-[ \t]+(.*?)[ \t]*$")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _HTML_TAG = re.compile(r"<[^>]*>")
 _SPACES = re.compile(r"\s+")
+# Leading block-quote and list markers of a raw line; every repetition consumes a marker, so
+# a line of 100,000 ``>`` is stripped in one linear pass.
+_MARKERS = re.compile(r"^(?:[ \t]*(?:>|[-+*](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$)))*[ \t]*")
+# Containers whose content markdown-it parses by recursing into the block parser; past its
+# ``maxNesting`` it silently drops that content.
+_CONTAINERS = frozenset({"blockquote_open", "list_item_open"})
+
+
+class _Source:
+    """The parsed body's lines, for falling back to raw text where markdown-it gave up.
+
+    markdown-it stops parsing (and emits nothing for) the content of containers nested more
+    than ``maxNesting`` levels deep; rather than lose that text, the lines it spans are kept
+    as raw text with their quote and list markers removed, and the spot is reported.
+    """
+
+    def __init__(self, body: str, max_nesting: int) -> None:
+        self.lines = body.split("\n")
+        self.max_nesting = max_nesting
+        self.fallback_lines: list[int] = []
+
+    def too_deep(self, token: Any) -> bool:
+        return (
+            token.type in _CONTAINERS
+            and token.map is not None
+            and token.level + 1 >= self.max_nesting
+        )
+
+    def raw_text(self, token: Any) -> str:
+        start, end = token.map
+        self.fallback_lines.append(start + 1)
+        kept = (_MARKERS.sub("", line, count=1).strip() for line in self.lines[start:end])
+        return "\n".join(line for line in kept if line)
+
+    def problem(self) -> str | None:
+        if not self.fallback_lines:
+            return None
+        count, first = len(self.fallback_lines), self.fallback_lines[0]
+        return (
+            f"markdown nested more than {self.max_nesting} levels deep ({count} "
+            f"place{'' if count == 1 else 's'}, first at line {first}); the text there is kept "
+            "as raw lines without its list or quote structure"
+        )
 
 
 def _unquote(value: str) -> str:
@@ -88,14 +131,21 @@ def _matching_close(tokens: Sequence[Any], start: int) -> int:
     return len(tokens) - 1
 
 
-def _render_list(tokens: Sequence[Any]) -> str:
+def _render_list(tokens: Sequence[Any], source: _Source) -> str:
     """One block per top-level list keeps related items together; nesting becomes indentation."""
     lines: list[str] = []
     ordered_stack: list[bool] = []
     item_open = False
-    for token in tokens:
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
         indent = "  " * max(len(ordered_stack) - 1, 0)
-        if token.type in ("bullet_list_open", "ordered_list_open"):
+        if source.too_deep(token):
+            lines.extend(f"{indent}  {line}" for line in source.raw_text(token).split("\n"))
+            index = _matching_close(tokens, index - 1) + 1
+            item_open = False
+        elif token.type in ("bullet_list_open", "ordered_list_open"):
             ordered_stack.append(token.type == "ordered_list_open")
         elif token.type in ("bullet_list_close", "ordered_list_close"):
             ordered_stack.pop()
@@ -132,7 +182,7 @@ def _html_block_text(source: str) -> str:
     return _SPACES.sub(" ", html.unescape(text)).strip()
 
 
-def _blocks(tokens: Sequence[Any]) -> tuple[list[Block], str | None]:
+def _blocks(tokens: Sequence[Any], source: _Source) -> tuple[list[Block], str | None]:
     blocks: list[Block] = []
     path: list[tuple[int, str]] = []
     first_h1: str | None = None
@@ -140,6 +190,10 @@ def _blocks(tokens: Sequence[Any]) -> tuple[list[Block], str | None]:
     while index < len(tokens):
         token = tokens[index]
         headings = tuple(text for _, text in path)
+        if source.too_deep(token):
+            blocks.append(Block(source.raw_text(token), headings, "paragraph"))
+            index = _matching_close(tokens, index) + 1
+            continue
         if token.type == "heading_open":
             level = int(token.tag[1:])
             text = _inline_text(tokens[index + 1])
@@ -156,7 +210,8 @@ def _blocks(tokens: Sequence[Any]) -> tuple[list[Block], str | None]:
             if token.type == "table_open":
                 blocks.append(Block(_render_table(tokens[index : end + 1]), headings, "table"))
             else:
-                blocks.append(Block(_render_list(tokens[index : end + 1]), headings, "list"))
+                rendered = _render_list(tokens[index : end + 1], source)
+                blocks.append(Block(rendered, headings, "list"))
             index = end + 1
             continue
         if token.type in ("fence", "code_block"):
@@ -172,12 +227,19 @@ def _blocks(tokens: Sequence[Any]) -> tuple[list[Block], str | None]:
 def load_markdown(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> LoadResult:
     from markdown_it import MarkdownIt
 
-    meta, body = parse_front_matter(decode_text(data, path))
+    decoded = decode_text(data, path)
+    meta, body = parse_front_matter(decoded.text)
+    parser = MarkdownIt("commonmark").enable("table")
     try:
-        tokens = MarkdownIt("commonmark").enable("table").parse(body)
+        tokens = parser.parse(body)
     except RecursionError:
         raise ConnectorError(str(path), "markdown nested too deeply to parse") from None
-    blocks, first_h1 = _blocks(tokens)
+    source = _Source(body, parser.options.maxNesting)
+    blocks, first_h1 = _blocks(tokens, source)
     title = meta.get("title")
     title = title if isinstance(title, str) and title.strip() else first_h1
-    return single_document(path, uri=uri, title=title, blocks=blocks, format="md", metadata=meta)
+    result = single_document(path, uri=uri, title=title, blocks=blocks, format="md", metadata=meta)
+    deep = source.problem()
+    if deep is not None:
+        result.problems.append(deep)
+    return finish_result(result, path, decoded)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.connectors.base import LoadOptions, LoadResult, single_document
+from ragkit.connectors.text import finish_result
 from ragkit.documents import Block
 from ragkit.errors import ConnectorError
 
@@ -177,4 +178,4 @@ def load_pdf(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> Load
         path, uri=uri, title=title, blocks=blocks, format="pdf", metadata={"pages": len(pages)}
     )
     result.problems.extend(problems)
-    return result
+    return finish_result(result, path)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ragkit.connectors.base import LoadOptions, LoadResult
 from ragkit.connectors.records import problem_count, record_document, render_fields
-from ragkit.connectors.text import decode_text
+from ragkit.connectors.text import decode_text, finish_result
 from ragkit.documents import Document
 from ragkit.errors import ConnectorError
 
@@ -73,35 +73,92 @@ def _choose_columns(
     return id_col, title_col, meta_cols, text_cols
 
 
+def _unclosed_quote(lines: list[str], first: int) -> int | None:
+    """The 1-based line, from ``first`` on, where a quote opens that no later quote closes.
+
+    An escaped quote (``""``) adds two quotes, so the parity of the count per line tells
+    whether a line leaves a quoted field open or closes it.
+    """
+    open_at = None
+    for number in range(first, len(lines) + 1):
+        if lines[number - 1].count('"') % 2:
+            open_at = number if open_at is None else None
+    return open_at
+
+
+def _swallowed_rows(row: list[str], delimiter: str) -> int:
+    """Lines inside one row's fields that look like rows themselves (they hold a delimiter)."""
+    return sum(
+        1 for cell in row if "\n" in cell for part in cell.split("\n")[1:] if delimiter in part
+    )
+
+
+def _rows(text: str, delimiter: str, problems: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line, row)`` for every row, reporting damage the csv module accepts silently.
+
+    A quote that is never closed makes the csv module read the rest of the file as one field,
+    so hundreds of rows vanish into one; that tail is read again with quotes as plain
+    characters.  A stray quote closed by another one far below is reported but kept, since
+    a long multi-line field can be legitimate.
+    """
+    lines = text.split("\n")
+    physical = len(lines) - 1 if text.endswith("\n") else len(lines)
+    offset, quoting = 0, csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    while True:
+        line = offset + reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problems.append(f"line {line}: {exc}; row skipped")
+            if offset + reader.line_num < line:  # the reader cannot move past the damage
+                return
+            continue
+        end = offset + reader.line_num
+        if end > line and quoting == csv.QUOTE_MINIMAL:
+            opened = _unclosed_quote(lines, line) if end >= physical else None
+            if opened is not None:
+                problems.append(
+                    f"line {opened}: a quote opened here is never closed and swallowed the "
+                    f"rest of the file (lines {opened}-{end}); lines {line}-{end} were read "
+                    "again with quotes as plain characters: check the quoting"
+                )
+                offset, quoting = line - 1, csv.QUOTE_NONE
+                tail = "\n".join(lines[line - 1 :])
+                reader = csv.reader(
+                    io.StringIO(tail, newline=""), delimiter=delimiter, quoting=quoting
+                )
+                continue
+            swallowed = _swallowed_rows(row, delimiter)
+            if swallowed >= 2:
+                problems.append(
+                    f"line {line}: a quoted field runs to line {end} and holds {swallowed} "
+                    "lines that look like rows; check for a stray quote"
+                )
+        yield line, row
+
+
 def load_delimited(
     data: bytes, *, path: Path, uri: str, options: LoadOptions, delimiter: str, format: str
 ) -> LoadResult:
-    text = decode_text(data, path)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        header = [name.strip() for name in next(reader, [])]
-    except csv.Error as exc:
-        raise ConnectorError(str(path), f"cannot read the header row: {exc}") from exc
+    decoded = decode_text(data, path)
+    problems: list[str] = []
+    reader = _rows(decoded.text, delimiter, problems)
+    first = next(reader, None)
+    if first is None and problems:
+        raise ConnectorError(str(path), f"cannot read the header row: {problems[0]}")
+    header = [name.strip() for name in first[1]] if first is not None else []
     if not any(header):
         raise ConnectorError(str(path), "empty file (no header row)")
     id_col, title_col, meta_cols, text_cols = _choose_columns(path, header, options)
 
     documents: list[Document] = []
-    problems: list[str] = []
     seen: set[str] = set()
     row_number = 0
     rows_without_text = 0
-    while True:
-        line = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            problems.append(f"line {line}: {exc}; row skipped")
-            if reader.line_num < line:  # the reader cannot move past the damage
-                break
-            continue
+    for line, row in reader:
         if not any(cell.strip() for cell in row):
             continue
         row_number += 1
@@ -147,7 +204,7 @@ def load_delimited(
         raise ConnectorError(
             str(path), f"no usable rows ({problem_count(problems)}; first: {problems[0]})"
         )
-    return LoadResult(documents=documents, problems=problems)
+    return finish_result(LoadResult(documents=documents, problems=problems), path, decoded)
 
 
 def load_csv(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> LoadResult:

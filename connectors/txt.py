@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from ragkit.connectors.base import LoadOptions, LoadResult, single_document
-from ragkit.connectors.text import decode_text
+from ragkit.connectors.text import decode_text, finish_result
 from ragkit.documents import Block
 
 __all__ = ["load_txt", "split_paragraphs"]
@@ -33,8 +33,10 @@ def _title_line(paragraphs: list[str]) -> str | None:
 
 
 def load_txt(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> LoadResult:
-    paragraphs = split_paragraphs(decode_text(data, path))
+    decoded = decode_text(data, path)
+    paragraphs = split_paragraphs(decoded.text)
     blocks = [Block(text=paragraph) for paragraph in paragraphs]
-    return single_document(
+    result = single_document(
         path, uri=uri, title=_title_line(paragraphs), blocks=blocks, format="txt"
     )
+    return finish_result(result, path, decoded)
