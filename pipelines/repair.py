@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ragkit.collection import Collection, CollectionWriter
 from ragkit.doctor import (
+    CHECKSUMS,
     DENSE_FILE,
     DENSE_IDS,
     EMBEDDINGS,
@@ -96,9 +97,12 @@ def _repair_collection(
 
 def _what_to_rebuild(report: CollectionReport, channel: SparseChannel | None) -> set[str]:
     rebuild = set()
-    if report.problem(DENSE_FILE, DENSE_IDS):
+    changed = report.check(CHECKSUMS)
+    changed_counts = changed.counts if changed is not None and not changed.ok else {}
+    if report.problem(DENSE_FILE, DENSE_IDS) or changed_counts.get("dense"):
         rebuild.add("dense")
-    if channel is not None and report.problem(SPARSE_FILE, SPARSE_IDS):
+    sparse_broken = report.problem(SPARSE_FILE, SPARSE_IDS) or changed_counts.get("sparse")
+    if channel is not None and sparse_broken:
         rebuild.add("sparse")
     return rebuild
 

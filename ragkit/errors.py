@@ -12,6 +12,7 @@ __all__ = [
     "IndexCorruptError",
     "MissingDependencyError",
     "RagkitError",
+    "StoreDamagedError",
     "WorkspaceError",
     "WorkspaceLockedError",
 ]
@@ -60,3 +61,7 @@ class MissingDependencyError(RagkitError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+class StoreDamagedError(WorkspaceError):
+    """``store.sqlite`` is unreadable, truncated or missing beside index files: restore it."""
