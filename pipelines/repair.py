@@ -27,6 +27,7 @@ from ragkit.doctor import (
     check_workspace,
 )
 from ragkit.embedding_cache import encode_into_cache
+from ragkit.encoders.fingerprint import same_encoder
 from ragkit.sparse_channel import SparseChannel
 from ragkit.workspace import Workspace
 
@@ -115,7 +116,7 @@ def _encode_uncached(
     record = collection.record
     _, _, missing = collection.vectors_from_cache()
     encoder = workspace.encoder
-    if encoder.fingerprint["id"] != record.model_fp:
+    if not same_encoder(record.model_fp, record.encoder, encoder.fingerprint):
         return (
             f"{record.name}: {len(missing)} chunks have no cached vector, and the workspace's "
             f"encoder {encoder.name!r} is not the collection's {record.encoder.get('name')!r}; "

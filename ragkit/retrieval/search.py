@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit.documents import Hit
+from ragkit.encoders.fingerprint import same_encoder
 from ragkit.errors import ConfigError, EncoderMismatchError, WorkspaceError
 from ragkit.retrieval.filters import filters_sql, parse_filters
 from ragkit.retrieval.fusion import fuse
@@ -185,8 +186,10 @@ class Searcher:
                 f"{workspace.root}: nothing is indexed yet (no collection behind alias {alias!r}); "
                 "run `ragkit ingest PATH` first"
             )
-        fingerprint = workspace.encoder.fingerprint["id"]
-        if collection.record.model_fp != fingerprint:
+        described = workspace.encoder.fingerprint
+        fingerprint = described["id"]
+        record = collection.record
+        if not same_encoder(record.model_fp, record.encoder, described):
             raise EncoderMismatchError(
                 f"collection {collection.name!r} was built with encoder "
                 f"{collection.record.encoder.get('name')!r} ({collection.record.model_fp[:12]}); "
