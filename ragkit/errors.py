@@ -8,6 +8,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConnectorError",
+    "DegradedSearchWarning",
     "EncoderMismatchError",
     "IndexCorruptError",
     "MissingDependencyError",
@@ -65,3 +66,8 @@ class MissingDependencyError(RagkitError, ImportError):
 
 class StoreDamagedError(WorkspaceError):
     """``store.sqlite`` is unreadable, truncated or missing beside index files: restore it."""
+
+
+class DegradedSearchWarning(UserWarning):
+    """A query was answered with less than asked for (a hybrid query by its dense channel
+    alone, because the sparse index is damaged); the message says what to repair."""
