@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -20,6 +21,7 @@ __all__ = [
     "err_console",
     "exit_with",
     "print_json",
+    "warn_of",
 ]
 
 console = Console()
@@ -52,6 +54,20 @@ def exit_with(error: RagkitError) -> NoReturn:
 
     err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_LOCKED if isinstance(error, WorkspaceLockedError) else EXIT_ERROR)
+
+
+def warn_of(caught: list[warnings.WarningMessage]) -> None:
+    """Show ragkit's warnings (a degraded answer) on stderr, one line each, so that --json
+    output stays clean; any other warning is passed on as it came."""
+    from ragkit.errors import DegradedSearchWarning
+
+    for warning in caught:
+        if issubclass(warning.category, DegradedSearchWarning):
+            err_console.print(f"[bold yellow]warning:[/] {warning.message}", highlight=False)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
 
 
 class ProgressView:

@@ -16,7 +16,7 @@ from ragkit.cli._common import (
     exit_with,
     print_json,
 )
-from ragkit.errors import RagkitError
+from ragkit.errors import RagkitError, StoreDamagedError
 
 _STYLE = {"ok": "[green]ok[/]", "problem": "[bold red]problem[/]", "skipped": "[dim]skipped[/]"}
 
@@ -55,6 +55,14 @@ def doctor_command(
     try:
         with ragkit.open(workspace, create=False) as kit, _progress(quiet=as_json) as on_progress:
             report = kit.doctor(repair=repair, quick=quick, wait=wait, progress=on_progress)
+    except StoreDamagedError as error:
+        if as_json:  # too damaged to open: still a report of the same shape
+            from ragkit.doctor import STORE_INTEGRITY, Check, DoctorReport
+
+            check = Check(STORE_INTEGRITY, "problem", str(error))
+            print_json(DoctorReport(str(workspace), [check], []).to_dict())
+            raise typer.Exit(EXIT_ERROR) from error
+        exit_with(error)
     except RagkitError as error:
         exit_with(error)
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -9,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json
-from ragkit.errors import RagkitError
+from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json, warn_of
+from ragkit.errors import DegradedSearchWarning, RagkitError
 
 
 def query_command(
@@ -40,9 +41,12 @@ def query_command(
 
     try:
         kit = ragkit.open(workspace, create=False)
-        hits = kit.query(text, k=k, where=where, mode=mode, rerank=rerank)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DegradedSearchWarning)
+            hits = kit.query(text, k=k, where=where, mode=mode, rerank=rerank)
     except RagkitError as error:
         exit_with(error)
+    warn_of(caught)
     if as_json:
         print_json([asdict(hit) for hit in hits])
         return

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ragkit.collection import Collection, CollectionWriter
 from ragkit.doctor import (
+    CHECKSUMS,
     DENSE_FILE,
     DENSE_IDS,
     EMBEDDINGS,
@@ -26,6 +27,7 @@ from ragkit.doctor import (
     check_workspace,
 )
 from ragkit.embedding_cache import encode_into_cache
+from ragkit.encoders.fingerprint import same_encoder
 from ragkit.sparse_channel import SparseChannel
 from ragkit.workspace import Workspace
 
@@ -96,9 +98,12 @@ def _repair_collection(
 
 def _what_to_rebuild(report: CollectionReport, channel: SparseChannel | None) -> set[str]:
     rebuild = set()
-    if report.problem(DENSE_FILE, DENSE_IDS):
+    changed = report.check(CHECKSUMS)
+    changed_counts = changed.counts if changed is not None and not changed.ok else {}
+    if report.problem(DENSE_FILE, DENSE_IDS) or changed_counts.get("dense"):
         rebuild.add("dense")
-    if channel is not None and report.problem(SPARSE_FILE, SPARSE_IDS):
+    sparse_broken = report.problem(SPARSE_FILE, SPARSE_IDS) or changed_counts.get("sparse")
+    if channel is not None and sparse_broken:
         rebuild.add("sparse")
     return rebuild
 
@@ -111,7 +116,7 @@ def _encode_uncached(
     record = collection.record
     _, _, missing = collection.vectors_from_cache()
     encoder = workspace.encoder
-    if encoder.fingerprint["id"] != record.model_fp:
+    if not same_encoder(record.model_fp, record.encoder, encoder.fingerprint):
         return (
             f"{record.name}: {len(missing)} chunks have no cached vector, and the workspace's "
             f"encoder {encoder.name!r} is not the collection's {record.encoder.get('name')!r}; "

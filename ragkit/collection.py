@@ -12,13 +12,15 @@ import json
 import re
 import shutil
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ragkit.config import IndexConfig
-from ragkit.errors import IndexCorruptError
+from ragkit.errors import IndexCorruptError, RagkitError
+from ragkit.index_checksums import file_digest
 from ragkit.indexes import DENSE_SUFFIX, DenseIndex, create_dense_index, load_dense_index
 from ragkit.sparse_channel import SparseChannel, load_sparse, sparse_path
 from ragkit.store import CollectionRecord, Store
@@ -55,13 +57,14 @@ class Collection:
 
     def load_dense(self) -> DenseIndex:
         """The committed generation; retried once if a writer replaced it meanwhile."""
+        dim = self.record.dim
         for attempt in range(3):
             generation = self.record.generation
             if generation == 0:
                 return self.empty_dense()
             path = self.dense_path(generation)
             if path.exists():
-                return load_dense_index(path, self.record.dim, self.index_config)
+                return _loaded(path, partial(load_dense_index, path, dim, self.index_config))
             if attempt < 2:
                 self.refresh()
         raise IndexCorruptError(
@@ -73,7 +76,19 @@ class Collection:
         return channel is not None and self.record.sparse_fp == channel.fingerprint
 
     def load_sparse(self, channel: SparseChannel) -> Any:
-        return load_sparse(self.dir, channel, self.record.generation)
+        path = sparse_path(self.dir, channel, self.record.generation)
+        return _loaded(path, lambda: load_sparse(self.dir, channel, self.record.generation))
+
+    def checksummed_files(self, channel: SparseChannel | None, generation: int) -> dict[str, Path]:
+        """``{"dense"|"sparse": path}`` of the generation's files that ragkit writes whole and
+        can checksum. A Qdrant backend's vectors live in Qdrant (a server or its own folder),
+        and its generation file only points there, so it has no entry."""
+        files = {}
+        if self.index_config.backend == "faiss":
+            files["dense"] = self.dense_path(generation)
+        if channel is not None:
+            files["sparse"] = sparse_path(self.dir, channel, generation)
+        return files
 
     def vectors_from_cache(self) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
         """Every chunk's id and cached vector; chunks without one are returned to be encoded."""
@@ -114,6 +129,20 @@ class Collection:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+def _loaded(path: Path, load: Any) -> Any:
+    """A backend's own failure to read a damaged file (faiss RuntimeError, numpy ValueError,
+    ...) becomes an :class:`IndexCorruptError` naming the file and the repair."""
+    try:
+        return load()
+    except RagkitError:
+        raise  # already says what to do (e.g. an embedded Qdrant held by another process)
+    except Exception as exc:
+        raise IndexCorruptError(
+            f"index file {path} does not load ({type(exc).__name__}: {exc}); run "
+            "`ragkit doctor --repair` to rebuild it from the store"
+        ) from exc
 
 
 class CollectionWriter:
@@ -233,6 +262,9 @@ class CollectionWriter:
             fields["sparse_fp"] = ""
             fields["sparse_json"] = "{}"
         store.set_collection(self.collection.name, **fields)
+        files = self.collection.checksummed_files(self.channel, generation)
+        digests = {path.name: file_digest(path) for path in files.values() if path.is_file()}
+        store.set_index_checksums(self.collection.name, generation, digests)
         self._dirty = False
 
     def after_commit(self) -> None:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit.collection import Collection
-from ragkit.errors import WorkspaceError
+from ragkit.errors import IndexCorruptError, StoreDamagedError, WorkspaceError
+from ragkit.index_checksums import file_digest
 from ragkit.sparse_channel import SparseChannel, sparse_path
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ DENSE_IDS = "dense ids"
 EMBEDDINGS = "cached vectors"
 SPARSE_FILE = "sparse index"
 SPARSE_IDS = "sparse ids"
+CHECKSUMS = "checksums"
 STRAY_FILES = "stray files"
 
 
@@ -106,7 +108,7 @@ def check_workspace(workspace: Workspace, *, quick: bool = False) -> DoctorRepor
             collection = Collection(store, workspace.root, record)
             names = sorted(a for a, target in aliases.items() if target == record.name)
             collections.append(check_collection(collection, channel, names, writer_active))
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, StoreDamagedError) as exc:
         checks.append(Check("store", PROBLEM, f"cannot read the store ({exc})"))
     return DoctorReport(str(workspace.root), checks, collections)
 
@@ -117,7 +119,7 @@ def _store_checks(workspace: Workspace, quick: bool) -> list[Check]:
     try:
         broken = store.integrity_problems(quick=quick)
         orphans = store.foreign_key_problems()
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, StoreDamagedError) as exc:
         return [Check(STORE_INTEGRITY, PROBLEM, f"{store.path}: {exc}")]
     how = "quick_check" if quick else "integrity_check"
     checks = [
@@ -163,6 +165,7 @@ def check_collection(
                 snapshot.sparse_check,
                 _ids_check(SPARSE_IDS, snapshot.sparse, snapshot.store_ids),
             ]
+        checks.append(_checksum_check(collection, channel))
         checks.append(_stray_check(collection, writer_active))
         return CollectionReport(record.name, aliases, record.generation, checks)
     finally:
@@ -224,6 +227,8 @@ def _load(name: str, path: Path, unit: str, load: Callable[[], Any]) -> tuple[An
         index = load()
     except WorkspaceError as exc:  # not damage: e.g. an embedded Qdrant open in another process
         return None, Check(name, SKIPPED, f"{path.name} cannot be opened now: {exc}")
+    except IndexCorruptError as exc:
+        return None, Check(name, PROBLEM, str(exc))
     except Exception as exc:  # any backend's failure to read a damaged file is the finding
         return None, Check(name, PROBLEM, f"{path.name} does not load: {exc}")
     return index, Check(name, OK, f"{path.name}: {len(index)} {unit}")
@@ -255,6 +260,34 @@ def _cache_check(collection: Collection) -> Check:
         detail = f"{uncached} chunks have no cached vector for {encoder}"
         return Check(EMBEDDINGS, PROBLEM, detail, {"missing": uncached})
     return Check(EMBEDDINGS, OK, f"every chunk has a vector for {encoder}", {"missing": 0})
+
+
+def _checksum_check(collection: Collection, channel: SparseChannel | None) -> Check:
+    """Each committed file against the digest its commit recorded: a garbled FAISS file can
+    still load and hold the right ids. ``counts`` says which index to rebuild."""
+    record = collection.record
+    if record.generation == 0:
+        return Check(CHECKSUMS, OK, "nothing committed yet")
+    held = channel if collection.has_sparse(channel) else None
+    files = collection.checksummed_files(held, record.generation)
+    recorded = collection.store.index_checksums(record.name, record.generation)
+    changed, verified, notes = [], [], []
+    for kind, path in files.items():
+        if not path.is_file():
+            continue  # reported by the file's own check
+        if path.name not in recorded:
+            notes.append(f"{path.name}: no checksum recorded (written before ragkit kept them)")
+        elif file_digest(path) != recorded[path.name]:
+            changed.append(kind)
+            notes.append(f"{path.name} changed after it was written")
+        else:
+            verified.append(path.name)
+    if "dense" not in files:
+        notes.append(f"{record.backend}: the vectors live in Qdrant, no file to checksum")
+    counts = {kind: int(kind in changed) for kind in ("dense", "sparse")}
+    detail = "; ".join([*(f"{name}: ok" for name in verified), *notes])
+    status = PROBLEM if changed else OK if verified else SKIPPED
+    return Check(CHECKSUMS, status, detail, counts)
 
 
 def _stray_check(collection: Collection, writer_active: bool) -> Check:

@@ -8,10 +8,12 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConnectorError",
+    "DegradedSearchWarning",
     "EncoderMismatchError",
     "IndexCorruptError",
     "MissingDependencyError",
     "RagkitError",
+    "StoreDamagedError",
     "WorkspaceError",
     "WorkspaceLockedError",
 ]
@@ -60,3 +62,12 @@ class MissingDependencyError(RagkitError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+class StoreDamagedError(WorkspaceError):
+    """``store.sqlite`` is unreadable, truncated or missing beside index files: restore it."""
+
+
+class DegradedSearchWarning(UserWarning):
+    """A query was answered with less than asked for (a hybrid query by its dense channel
+    alone, because the sparse index is damaged); the message says what to repair."""

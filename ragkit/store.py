@@ -21,49 +21,15 @@ import numpy as np
 
 from ragkit.documents import Block, Chunk, Document
 from ragkit.embedding_cache import EmbeddingCache
-from ragkit.errors import WorkspaceError
+from ragkit.errors import StoreDamagedError, WorkspaceError
+from ragkit.index_checksums import IndexChecksums
 from ragkit.run_log import RunLog
+from ragkit.store_schema import SCHEMA_VERSION, create_tables, upgrade_tables
 
-__all__ = ["CollectionRecord", "FileRecord", "Store"]
+__all__ = ["SCHEMA_VERSION", "CollectionRecord", "FileRecord", "Store", "store_damage"]
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sources(
-    name TEXT PRIMARY KEY, root TEXT NOT NULL, config_json TEXT NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS files(
-    source TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    content_hash TEXT NOT NULL, format TEXT NOT NULL, updated REAL NOT NULL,
-    PRIMARY KEY(source, path));
-CREATE TABLE IF NOT EXISTS documents(
-    doc_id TEXT PRIMARY KEY, source TEXT NOT NULL, file_path TEXT NOT NULL, uri TEXT NOT NULL,
-    title TEXT NOT NULL, format TEXT NOT NULL, content_hash TEXT NOT NULL,
-    metadata_json TEXT NOT NULL, blocks_json TEXT NOT NULL, updated REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS documents_by_file ON documents(source, file_path);
-CREATE TABLE IF NOT EXISTS chunks(
-    id INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id TEXT NOT NULL UNIQUE,
-    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
-    ordinal INTEGER NOT NULL, text TEXT NOT NULL, context TEXT NOT NULL,
-    headings_json TEXT NOT NULL, text_hash TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id);
-CREATE TABLE IF NOT EXISTS embeddings(
-    text_hash TEXT NOT NULL, model_fp TEXT NOT NULL, vector BLOB NOT NULL,
-    PRIMARY KEY(text_hash, model_fp)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS collections(
-    name TEXT PRIMARY KEY, model_fp TEXT NOT NULL, chunking_fp TEXT NOT NULL,
-    backend TEXT NOT NULL, dim INTEGER NOT NULL, state TEXT NOT NULL,
-    generation INTEGER NOT NULL DEFAULT 0, encoder_json TEXT NOT NULL,
-    index_json TEXT NOT NULL, sparse_fp TEXT NOT NULL DEFAULT '',
-    sparse_json TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL, updated REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS aliases(alias TEXT PRIMARY KEY, collection TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs(
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, started REAL NOT NULL,
-    finished REAL, status TEXT NOT NULL, stats_json TEXT NOT NULL DEFAULT '{}', error TEXT,
-    pid INTEGER, host TEXT);
-CREATE TABLE IF NOT EXISTS checkpoints(
-    job TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(job, key));
-"""
+# SQLite's result codes for a file that is not (or no longer) a sound database.
+_DAMAGE_CODES = {"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR_SHORT_READ"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +57,10 @@ class CollectionRecord:
     sparse: dict[str, Any] = field(default_factory=dict)
 
 
-class Store(EmbeddingCache, RunLog):
+class Store(EmbeddingCache, IndexChecksums, RunLog):
     """Thin typed access to ``store.sqlite``; writes happen inside :meth:`transaction`. The
-    embedding cache and the job records live in mixins (``embedding_cache``, ``run_log``)."""
+    embedding cache, the index files' checksums and the job records live in mixins
+    (``embedding_cache``, ``index_checksums``, ``run_log``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -106,21 +73,45 @@ class Store(EmbeddingCache, RunLog):
             # files are deleted right after the commit.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise WorkspaceError(
-                f"{path}: cannot open the store ({exc}). If the file is damaged, restore it "
-                "from a backup or delete the workspace and ingest again."
+            raise store_damage(path, exc, "cannot open the store") or WorkspaceError(
+                f"{path}: cannot open the store ({exc}); check the file's permissions and "
+                "that no other program holds it"
             ) from exc
         self._lock = threading.RLock()
         self._in_tx = False
-        version = self.get_meta("schema_version")
-        if version is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) > SCHEMA_VERSION:
+        if not self._query("SELECT 1 FROM sqlite_master WHERE name='meta'"):
+            with self.transaction():  # a new store: made current right away, nothing to keep
+                create_tables(self._db)
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
             raise WorkspaceError(
                 f"{path} was written by a newer ragkit (schema {version}); upgrade ragkit"
             )
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.get_meta("schema_version") or 1)
+
+    def upgrade(self) -> list[int]:
+        """Bring an older store's tables up to date (``ragkit.store_schema.UPGRADES``), in one
+        transaction. Only a writer calls this, under the writer lock: opening never writes."""
+        if self.schema_version >= SCHEMA_VERSION:
+            return []
+        with self.transaction():
+            return upgrade_tables(self._db)
+
+    @contextlib.contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """SQLite's "malformed" and "not a database" become a :class:`StoreDamagedError` that
+        says what to do; busy, locked and constraint errors pass through unchanged."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            damage = store_damage(self.path, exc, doing)
+            if damage is None:
+                raise
+            raise damage from exc
 
     def close(self) -> None:
         self._db.close()
@@ -132,25 +123,33 @@ class Store(EmbeddingCache, RunLog):
             if self._in_tx:
                 yield
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            with self._guard("cannot write to the store"):
+                self._db.execute("BEGIN IMMEDIATE")
             self._in_tx = True
             try:
                 yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.DatabaseError):  # keep the first error
+                    self._db.execute("ROLLBACK")
+                damage = isinstance(exc, sqlite3.DatabaseError) and store_damage(
+                    self.path, exc, "cannot write to the store"
+                )
+                if damage:
+                    raise damage from exc
                 raise
             else:
-                self._db.execute("COMMIT")
+                with self._guard("cannot commit to the store"):
+                    self._db.execute("COMMIT")
             finally:
                 self._in_tx = False
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._guard("cannot read the store"):
             cursor = self._db.execute(sql, params)
             return cursor.fetchall()
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with self._lock:
+        with self._lock, self._guard("cannot write to the store"):
             return self._db.execute(sql, params)
 
     # -- meta -------------------------------------------------------------------------------
@@ -275,7 +274,7 @@ class Store(EmbeddingCache, RunLog):
     def chunk_rows(self, ids: Sequence[int]) -> dict[int, sqlite3.Row]:
         """Chunks joined with their documents, for building hits."""
         out: dict[int, sqlite3.Row] = {}
-        with self._lock:
+        with self._lock, self._guard("cannot read the store"):
             self._db.row_factory = sqlite3.Row
             try:
                 for batch in _batched([int(i) for i in ids], 500):
@@ -383,6 +382,25 @@ class Store(EmbeddingCache, RunLog):
             (*fields.values(), time.time(), name),
         )
 
+    def rekey_encoder(self, name: str, old_fp: str, encoder: dict[str, Any]) -> None:
+        """Give collection ``name`` and the cached vectors under ``old_fp`` the id of
+        ``encoder`` (a fingerprint describing the same model), in one transaction: how a
+        collection fingerprinted by an older formula is upgraded without re-encoding."""
+        new_fp = encoder["id"]
+        with self.transaction():
+            self._exec(
+                "UPDATE collections SET model_fp=?, encoder_json=?, updated=? WHERE name=?",
+                (new_fp, json.dumps(encoder, default=str), time.time(), name),
+            )
+            # A vector already cached under the new id is the same model's: keep either one.
+            self._exec(
+                "INSERT OR IGNORE INTO embeddings(text_hash, model_fp, vector)"
+                " SELECT text_hash, ?, vector FROM embeddings WHERE model_fp=?",
+                (new_fp, old_fp),
+            )
+            if not self._query("SELECT 1 FROM collections WHERE model_fp=? LIMIT 1", (old_fp,)):
+                self._exec("DELETE FROM embeddings WHERE model_fp=?", (old_fp,))
+
     def set_alias(self, alias: str, collection: str) -> None:
         self._exec(
             "INSERT OR REPLACE INTO aliases(alias, collection) VALUES(?, ?)", (alias, collection)
@@ -394,6 +412,21 @@ class Store(EmbeddingCache, RunLog):
     def resolve_alias(self, alias: str) -> str | None:
         rows = self._query("SELECT collection FROM aliases WHERE alias=?", (alias,))
         return rows[0][0] if rows else None
+
+
+def store_damage(path: Path, exc: sqlite3.DatabaseError, doing: str) -> StoreDamagedError | None:
+    """The error to raise for a damaged store file, or None when ``exc`` is not damage."""
+    code = getattr(exc, "sqlite_errorname", "")
+    text = str(exc)
+    if code not in _DAMAGE_CODES and not any(
+        marker in text for marker in ("malformed", "not a database", "disk I/O error")
+    ):
+        return None
+    return StoreDamagedError(
+        f"{path}: {doing}: the store is damaged ({text}). Restore store.sqlite from a backup "
+        "(the index files beside it are derived from it); `ragkit doctor` shows what is "
+        "affected. Without a backup, ingest the sources again into a new workspace."
+    )
 
 
 def _file_values(record: FileRecord) -> tuple[Any, ...]:

@@ -20,8 +20,8 @@ from ragkit.collection import Collection
 from ragkit.config import WorkspaceConfig
 from ragkit.documents import Hit
 from ragkit.encoders.dense import DenseEncoder
-from ragkit.encoders.fingerprint import hash_text
-from ragkit.errors import EncoderMismatchError, WorkspaceError
+from ragkit.encoders.fingerprint import hash_text, is_legacy_of, serialized_at_rest
+from ragkit.errors import EncoderMismatchError, StoreDamagedError, WorkspaceError
 from ragkit.lock import WorkspaceLock
 from ragkit.retrieval.search import Searcher
 from ragkit.run_log import JobRun
@@ -46,6 +46,7 @@ def open_workspace(
 ) -> Workspace:
     """Open (or create) a workspace folder. ``encoder`` overrides the configured one."""
     root = Path(path)
+    _refuse_a_lost_store(root)
     if not (root / "store.sqlite").exists():
         if not create:
             raise WorkspaceError(
@@ -60,6 +61,7 @@ class Workspace:
     def __init__(self, root: Path, *, encoder: DenseEncoder | None = None) -> None:
         self.root = root
         self.config_path = root / CONFIG_NAME
+        _refuse_a_lost_store(root)
         self.config = WorkspaceConfig.load(self.config_path)
         if not self.config_path.exists():
             self.config.save(self.config_path)
@@ -107,6 +109,15 @@ class Workspace:
         fingerprint = self.encoder.fingerprint
         existing = self.collection()
         if existing is not None:
+            record = existing.record
+            if is_legacy_of(record.model_fp, record.encoder, fingerprint):
+                # Recorded by 0.1.0, whose fingerprint left the tokenizer out: re-key it and
+                # its cached vectors once, keeping the old id in the record.
+                described = {**fingerprint, "name": self.encoder.name}
+                self.store.rekey_encoder(
+                    record.name, record.model_fp, {**described, "upgraded_from": record.model_fp}
+                )
+                existing.refresh()
             if existing.record.model_fp != fingerprint["id"]:
                 raise EncoderMismatchError(
                     f"collection {existing.name!r} was built with encoder "
@@ -138,6 +149,7 @@ class Workspace:
         """Hold the writer lock and record the job as a ``runs`` row while the block runs."""
         self.lock.acquire(wait=wait)
         try:
+            self.store.upgrade()  # an older store's tables, brought up to date by a writer
             with self.store.recorded_run(kind) as run:
                 yield run
         finally:
@@ -270,6 +282,30 @@ class Workspace:
         self.close()
 
 
+def _refuse_a_lost_store(root: Path) -> None:
+    """A missing or empty store beside committed index files is a lost record of truth, not a
+    new workspace: creating an empty store there would hide the loss (and the next ingest would
+    remove those files as stray)."""
+    store = root / "store.sqlite"
+    wal = root / "store.sqlite-wal"
+    empty = not store.exists() or (store.stat().st_size == 0 and _size_or_zero(wal) <= 32)
+    if not empty:
+        return
+    generations = sorted((root / "collections").glob("*/*.g[0-9]*.*"))
+    if not generations:
+        return
+    state = "empty (0 bytes)" if store.exists() else "missing"
+    raise StoreDamagedError(
+        f"{store} is {state}, but {root / 'collections'} holds {len(generations)} index files "
+        "of committed generations: the store was lost or truncated. Restore store.sqlite from "
+        "a backup; without one, move the workspace aside and ingest the sources again."
+    )
+
+
+def _size_or_zero(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
 def _size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -285,6 +321,6 @@ def _tokenizer_id(encoder: DenseEncoder) -> str:
     tokenizer = encoder.model.tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
     try:
-        return hash_text(backend.to_str())
+        return hash_text(serialized_at_rest(backend))
     except AttributeError:
         return encoder.fingerprint["id"]

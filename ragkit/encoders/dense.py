@@ -32,7 +32,8 @@ class DenseEncoder:
     """Encodes queries and documents into L2-normalised float32 vectors (cosine = inner product).
 
     Queries and documents may get different prompts (E5 "query: "/"passage: ", BGE's
-    instruction, EmbeddingGemma's task prompts); the prompts are part of the fingerprint.
+    instruction, EmbeddingGemma's task prompts); the prompts are part of the fingerprint, and so
+    is the tokenizer: the same weights behind another normalizer return other vectors.
     The precision is not: bf16 and float32 embeddings of one model agree to a cosine of ~0.99998,
     so a workspace built on a bf16 machine is queried, and its cache reused, anywhere.
     """
@@ -148,6 +149,7 @@ class DenseEncoder:
                 "max_seq_length": self.max_seq_length,
                 "normalized": True,
             },
+            tokenizer=self.model.tokenizer,
         )
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:

@@ -8,12 +8,20 @@ while everything a query touches (and caches between queries) lives here. A work
 from __future__ import annotations
 
 import json
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ragkit.documents import Hit
-from ragkit.errors import ConfigError, EncoderMismatchError, WorkspaceError
+from ragkit.encoders.fingerprint import same_encoder
+from ragkit.errors import (
+    ConfigError,
+    DegradedSearchWarning,
+    EncoderMismatchError,
+    IndexCorruptError,
+    WorkspaceError,
+)
 from ragkit.retrieval.filters import filters_sql, parse_filters
 from ragkit.retrieval.fusion import fuse
 
@@ -33,7 +41,7 @@ class Searcher:
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
-        self._readers: dict[str, tuple[int, DenseIndex, Any]] = {}
+        self._readers: dict[str, tuple[int, DenseIndex, Any, IndexCorruptError | None]] = {}
         self._rerankers: dict[str, Any] = {}
 
     def query_many(
@@ -50,6 +58,15 @@ class Searcher:
         config = self.workspace.config
         collection = self._collection_for_query(alias)
         base_mode, use_rerank = self._resolve_mode(collection, mode, rerank)
+        fault = self._reader(collection)[2] if base_mode == "hybrid" else None
+        if fault is not None:
+            # The dense channel alone still answers; a sparse fault must not take it down.
+            warnings.warn(
+                f"hybrid query answered by the dense channel alone: {fault}",
+                DegradedSearchWarning,
+                stacklevel=4,
+            )
+            base_mode = "dense"
         fusion = config.fusion
         depth = k
         if base_mode == "hybrid":
@@ -95,7 +112,9 @@ class Searcher:
     ) -> list[list[dict[int, float]]]:
         workspace = self.workspace
         collection = self._collection_for_query(alias)
-        dense, sparse = self._reader(collection)
+        dense, sparse, sparse_fault = self._reader(collection)
+        if "sparse" in channels and sparse_fault is not None:
+            raise sparse_fault
         allowed = None
         filters = parse_filters(where)
         if filters:
@@ -185,8 +204,10 @@ class Searcher:
                 f"{workspace.root}: nothing is indexed yet (no collection behind alias {alias!r}); "
                 "run `ragkit ingest PATH` first"
             )
-        fingerprint = workspace.encoder.fingerprint["id"]
-        if collection.record.model_fp != fingerprint:
+        described = workspace.encoder.fingerprint
+        fingerprint = described["id"]
+        record = collection.record
+        if not same_encoder(record.model_fp, record.encoder, described):
             raise EncoderMismatchError(
                 f"collection {collection.name!r} was built with encoder "
                 f"{collection.record.encoder.get('name')!r} ({collection.record.model_fp[:12]}); "
@@ -195,17 +216,23 @@ class Searcher:
             )
         return collection
 
-    def _reader(self, collection: Collection) -> tuple[DenseIndex, Any]:
-        """Indexes of the committed generation, reloaded when a writer committed a new one."""
+    def _reader(self, collection: Collection) -> tuple[DenseIndex, Any, IndexCorruptError | None]:
+        """Indexes of the committed generation, reloaded when a writer committed a new one.
+        A sparse index that does not load is kept as its error, so dense queries go on."""
         collection.refresh()
         cached = self._readers.get(collection.name)
         if cached and cached[0] == collection.record.generation:
-            return cached[1], cached[2]
+            return cached[1], cached[2], cached[3]
         dense = collection.load_dense()
         channel = self.workspace.sparse_channel
-        sparse = collection.load_sparse(channel) if collection.has_sparse(channel) else None
-        self._readers[collection.name] = (collection.record.generation, dense, sparse)
-        return dense, sparse
+        sparse, fault = None, None
+        if channel is not None and collection.has_sparse(channel):
+            try:
+                sparse = collection.load_sparse(channel)
+            except IndexCorruptError as exc:
+                fault = exc
+        self._readers[collection.name] = (collection.record.generation, dense, sparse, fault)
+        return dense, sparse, fault
 
 
 def _as_runs(scores: np.ndarray, ids: np.ndarray) -> list[dict[int, float]]:
