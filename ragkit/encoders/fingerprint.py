@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["fingerprint_model", "hash_text"]
 
@@ -20,6 +21,8 @@ def hash_text(text: str) -> str:
 
 
 def _weights_digest(module: torch.nn.Module) -> str:
+    import torch  # here, not at the top: chunking and the store only need hash_text
+
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
