@@ -97,9 +97,11 @@ class Chunker:
             )
         )
 
-    def chunk(self, doc_id: str, document: Document, *, max_chunks: int = 0) -> list[Chunk]:
-        """Chunks of ``document``; with ``max_chunks`` > 0, stop with :class:`TooManyChunksError`
-        as soon as one more would be made, so an enormous input costs no more than the cap."""
+    def chunk(
+        self, doc_id: str, document: Document, *, max_chunks: int | None = None
+    ) -> list[Chunk]:
+        """Chunks of ``document``; past ``max_chunks``, stop with :class:`TooManyChunksError` as
+        soon as one more would be made, so an enormous input costs no more than the cap."""
         chunks: list[Chunk] = []
         blocks = [b for b in document.blocks if b.text.strip()]
         for headings, section in groupby(blocks, key=lambda b: b.headings):
@@ -107,7 +109,7 @@ class Chunker:
             header_tokens = context_tokens + 2 if context else 0
             budget = max(self._budget - header_tokens, _MIN_BODY_TOKENS)
             for body in self._pack(section, budget):
-                if max_chunks and len(chunks) >= max_chunks:
+                if max_chunks is not None and len(chunks) >= max_chunks:
                     raise TooManyChunksError(max_chunks)
                 text_hash = hash_text(f"{context}\n\n{body}")
                 ordinal = len(chunks)
