@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragkit.config import IngestConfig
 from ragkit.documents import Block, Document
 from ragkit.errors import ConnectorError
 
@@ -68,6 +69,10 @@ class LoadOptions:
     fail on its own instead of exhausting the machine.  The ``*_field(s)`` options only matter
     for csv/tsv/jsonl, where one file holds many records and the right columns cannot always be
     guessed.
+
+    The ``parse_*`` limits are enforced by :class:`ragkit.connectors.pool.ParsePool` (a worker
+    process can be killed, a parse in this process cannot) and ``max_chunks_per_file`` by the
+    ingest's chunking; ``0`` switches a limit off.
     """
 
     max_file_bytes: int = 100 * 1024**2
@@ -76,6 +81,18 @@ class LoadOptions:
     title_field: str | None = None
     metadata_fields: tuple[str, ...] | None = None
     max_docx_uncompressed_bytes: int = 200 * 1024**2
+    parse_timeout_s: float = 30.0
+    parse_memory_bytes: int = 2 * 1024**3
+    max_chunks_per_file: int = 10_000
+
+    @classmethod
+    def from_config(cls, config: IngestConfig) -> LoadOptions:
+        """The limits set in ragkit.toml's ``[ingest]`` section, other options at defaults."""
+        return cls(
+            parse_timeout_s=float(config.parse_timeout),
+            parse_memory_bytes=int(config.parse_memory_mib * 1024**2),
+            max_chunks_per_file=int(config.max_chunks_per_file),
+        )
 
 
 @dataclass

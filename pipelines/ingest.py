@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.chunking import doc_id_for
+from ragkit.chunking import TooManyChunksError, doc_id_for
 from ragkit.collection import CollectionWriter
 from ragkit.config import SourceConfig
-from ragkit.connectors import LoadOptions, parse_bytes, read_source_bytes
+from ragkit.connectors import LoadOptions, read_source_bytes
 from ragkit.connectors.base import UnsafeSourceError, printable_path
 from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
+from ragkit.connectors.pool import ParsePool
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import ConnectorError
@@ -100,7 +101,7 @@ def ingest(
     with workspace.writing("ingest", wait=wait) as run:
         if paths:
             remember_sources(workspace, sources)
-        options = load_options or LoadOptions()
+        options = load_options or LoadOptions.from_config(workspace.config.ingest)
         report = _IngestJob(workspace, run.run_id, options, commit_every, progress).run(sources)
         run.outcome(report.ok, report.to_dict())
     return report
@@ -164,8 +165,11 @@ class _IngestJob:
         self.model_fp = encoder.fingerprint["id"]
         if self.store.get_meta("chunking_fp") not in (None, chunker.fingerprint):
             self._rechunk_all()
-        for source in sources:
-            self._ingest_source(source)
+        # One pool for the whole job: workers start on the first file that needs parsing and
+        # are stopped on the way out, also when an exception or Ctrl-C ends the job early.
+        with ParsePool.for_options(self.options) as self.pool:
+            for source in sources:
+                self._ingest_source(source)
         self._flush()
         self.store.set_meta("chunking_fp", chunker.fingerprint)
         if self.collection.record.chunking_fp != chunker.fingerprint:
@@ -234,9 +238,10 @@ class _IngestJob:
                 self.report.files_unchanged += 1
                 self.batch.put_files.append(record)  # only the mtime moved
                 return
-            result = parse_bytes(
+            result = self.pool.parse(
                 data, fmt=entry.format, path=entry.path, uri=entry.uri, options=self.options
             )
+            self._stage_documents(source, entry.uri, result.documents)
         except UnsafeSourceError as exc:
             if known:  # the path leads elsewhere now: what it held must not stay searchable
                 self.batch.delete_files.append((source, entry.uri))
@@ -255,13 +260,16 @@ class _IngestJob:
             self.report.files_changed += 1
         else:
             self.report.files_new += 1
-        self._stage_documents(source, entry.uri, result.documents)
         self.batch.put_files.append(record)
         self._maybe_flush()
 
     def _stage_documents(self, source: str, file_path: str, documents: list[Document]) -> None:
+        """Stage the file's new and changed documents, or none of them: the file's chunks are
+        made first, so one over ``max_chunks_per_file`` fails alone (ConnectorError)."""
         existing = self.store.documents_of_file(source, file_path)
         staged: set[str] = set()
+        todo: list[tuple[str, Document, str, list[Chunk]]] = []
+        room = self.options.max_chunks_per_file or None  # chunks the file may still make
         for document in documents:
             doc_id = doc_id_for(source, document.uri)
             if doc_id in staged:
@@ -273,22 +281,49 @@ class _IngestJob:
             content_hash = _document_hash(document)
             if existing.get(doc_id) == content_hash:
                 continue
+            chunks = self._chunk_capped(file_path, doc_id, document, room)
+            if room is not None:
+                room -= len(chunks)
+            todo.append((doc_id, document, content_hash, chunks))
+        for doc_id, document, content_hash, chunks in todo:
             if doc_id in existing:
                 self.batch.delete_docs.append(doc_id)
                 self.report.documents_updated += 1
             else:
                 self.report.documents_added += 1
-            self._stage_document(doc_id, source, file_path, document, content_hash)
+            self._stage_document(doc_id, source, file_path, document, content_hash, chunks)
             # Safe mid-file: the file record is written last, so after a crash the file is read
             # again and the documents committed so far are skipped by their content hash.
             self._maybe_flush()
         self._delete_documents({d: h for d, h in existing.items() if d not in staged})
 
+    def _chunk_capped(
+        self, file_path: str, doc_id: str, document: Document, room: int | None
+    ) -> list[Chunk]:
+        """Chunks of one document of a file that may make ``room`` more (None: no cap)."""
+        try:
+            return self.ws.chunker.chunk(doc_id, document, max_chunks=room)
+        except TooManyChunksError:
+            limit = self.options.max_chunks_per_file
+            raise ConnectorError(
+                file_path,
+                f"would make more than {limit} chunks; raise [ingest] max_chunks_per_file in "
+                "ragkit.toml or split the file",
+            ) from None
+
     def _stage_document(
-        self, doc_id: str, source: str, file_path: str, document: Document, content_hash: str
+        self,
+        doc_id: str,
+        source: str,
+        file_path: str,
+        document: Document,
+        content_hash: str,
+        chunks: list[Chunk] | None = None,
     ) -> None:
         self.batch.put_docs.append((doc_id, source, file_path, document, content_hash))
-        self.batch.chunks.extend(self.ws.chunker.chunk(doc_id, document))
+        if chunks is None:
+            chunks = self.ws.chunker.chunk(doc_id, document)
+        self.batch.chunks.extend(chunks)
 
     def _delete_documents(self, documents: dict[str, str]) -> None:
         self.report.documents_deleted += len(documents)

@@ -21,6 +21,7 @@ __all__ = [
     "EncoderConfig",
     "FusionConfig",
     "IndexConfig",
+    "IngestConfig",
     "RerankConfig",
     "SourceConfig",
     "SparseConfig",
@@ -117,6 +118,26 @@ class RerankConfig:
 
 
 @dataclass(kw_only=True)
+class IngestConfig:
+    """Per-file limits, because sources are untrusted: a file that would take minutes or GBs
+    to parse, or make an enormous number of chunks, fails alone and the batch goes on.
+
+    ``parse_timeout`` is in seconds of wall time, ``parse_memory_mib`` the address space a
+    parse may add to its worker process; ``0`` switches a limit off.
+    """
+
+    parse_timeout: float = 30.0
+    parse_memory_mib: int = 2048
+    max_chunks_per_file: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("parse_timeout", "parse_memory_mib", "max_chunks_per_file"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"[ingest] {name} must be a number >= 0 (0: no limit)")
+
+
+@dataclass(kw_only=True)
 class SourceConfig:
     """A directory (or single file) that ingest and reindex read."""
 
@@ -134,6 +155,7 @@ _SECTIONS = {
     "sparse": SparseConfig,
     "fusion": FusionConfig,
     "rerank": RerankConfig,
+    "ingest": IngestConfig,
 }
 
 
@@ -145,6 +167,7 @@ class WorkspaceConfig:
     sparse: SparseConfig = field(default_factory=SparseConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     sources: list[SourceConfig] = field(default_factory=list)
 
     @classmethod
@@ -199,6 +222,8 @@ def _build(kind: type, values: Any, origin: str, section: str) -> Any:
         )
     try:
         return kind(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from exc
     except TypeError as exc:
         raise ConfigError(f"{origin}: [{section}]: {exc}") from exc
 
