@@ -18,7 +18,12 @@ from ragkit.cli._common import (
 )
 from ragkit.errors import RagkitError, StoreDamagedError
 
-_STYLE = {"ok": "[green]ok[/]", "problem": "[bold red]problem[/]", "skipped": "[dim]skipped[/]"}
+_STYLE = {
+    "ok": "[green]ok[/]",
+    "problem": "[bold red]problem[/]",
+    "skipped": "[dim]skipped[/]",
+    "drift": "[yellow]drift[/]",
+}
 
 
 def doctor_command(
@@ -90,7 +95,8 @@ def _render(report, repair: bool) -> None:  # type: ignore[no-untyped-def]
     console.print(_table(f"workspace {report.workspace}", report.store))
     for c in report.collections:
         aliases = f"alias {', '.join(c.aliases)} · " if c.aliases else "no alias · "
-        console.print(_table(f"{c.name} ({aliases}generation {c.generation})", c.checks))
+        title = f"{c.name} ({c.state} · {aliases}generation {c.generation})"
+        console.print(_table(title, c.checks))
     for action in report.repaired:
         console.print(f"[bold]repaired:[/] {action}", highlight=False)
     if report.ok:

@@ -27,7 +27,7 @@ from ragkit.doctor import (
     check_workspace,
 )
 from ragkit.embedding_cache import encode_into_cache
-from ragkit.encoders.fingerprint import same_encoder
+from ragkit.errors import EncoderMismatchError
 from ragkit.sparse_channel import SparseChannel
 from ragkit.workspace import Workspace
 
@@ -73,18 +73,20 @@ def _repair_collection(
     if record is None:
         return []
     collection = Collection(workspace.store, workspace.root, record)
-    channel = workspace.sparse_channel
+    if record.state == "retired":
+        return []
+    channel = workspace.sparse_channel_for(collection)
     actions: list[str] = []
     if report.problem(EMBEDDINGS):
         actions.append(_encode_uncached(workspace, collection, progress))
     rebuild = _what_to_rebuild(report, channel)
-    uncached = workspace.store.count_uncached(record.model_fp, record.dim)
+    uncached = workspace.store.count_uncached(record.model_fp, record.dim, collection.chunking_fp)
     if "dense" in rebuild and uncached:
         rebuild.discard("dense")
         actions.append(f"{report.name}: dense index not rebuilt: {uncached} chunks lack a vector")
     if rebuild:
         if "sparse" in rebuild and channel is not None:
-            channel.warm(workspace.store, progress)
+            channel.warm(workspace.store, progress, collection.chunking_fp)
         generation = _commit_rebuild(collection, channel, rebuild)
         names = " and ".join(sorted(rebuild))
         actions.append(f"{report.name}: rebuilt the {names} index as generation {generation}")
@@ -112,16 +114,13 @@ def _encode_uncached(
     workspace: Workspace, collection: Collection, progress: ProgressCallback
 ) -> str:
     """Encode the chunks without a cached vector, so that the index can be rebuilt from the
-    cache. Only the collection's own encoder may: another one's vectors would not match."""
+    cache, with the collection's own encoder (loaded from its spec)."""
     record = collection.record
     _, _, missing = collection.vectors_from_cache()
-    encoder = workspace.encoder
-    if not same_encoder(record.model_fp, record.encoder, encoder.fingerprint):
-        return (
-            f"{record.name}: {len(missing)} chunks have no cached vector, and the workspace's "
-            f"encoder {encoder.name!r} is not the collection's {record.encoder.get('name')!r}; "
-            "configure that encoder in ragkit.toml to encode them"
-        )
+    try:
+        encoder = workspace.encoder_for(collection)
+    except EncoderMismatchError as exc:
+        return f"{record.name}: {len(missing)} chunks have no cached vector: {exc}"
     texts = {text_hash: text for _, text_hash, text in missing}
     encode_into_cache(encoder, workspace.store, record.model_fp, texts, progress)
     return f"{record.name}: encoded and cached {len(missing)} chunks that had no vector"

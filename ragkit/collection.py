@@ -1,4 +1,6 @@
-"""A collection: one physical index for one (encoder fingerprint, chunking fingerprint).
+"""A collection: one physical index built from its own spec (``record.spec``: encoder,
+chunking, dense index, sparse channel, default fusion) over the chunks of its chunking
+fingerprint.
 
 Index files are written per *generation* (``dense.g000007.faiss``): a writer saves generation
 N+1 under a new name and then commits ``generation = N+1`` in the same store transaction as the
@@ -35,11 +37,20 @@ class Collection:
         self.store = store
         self.record = record
         self.dir = workspace_dir / "collections" / record.name
-        self.index_config = IndexConfig(**record.index)
+        self.index_config: IndexConfig = record.spec.index.config()
 
     @property
     def name(self) -> str:
         return self.record.name
+
+    @property
+    def state(self) -> str:
+        return self.record.state
+
+    @property
+    def chunking_fp(self) -> str:
+        """The chunk rows this collection indexes are those of this chunking fingerprint."""
+        return self.record.spec.chunking.fingerprint or self.record.chunking_fp
 
     def refresh(self) -> None:
         record = self.store.collection(self.name)
@@ -92,7 +103,7 @@ class Collection:
 
     def vectors_from_cache(self) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
         """Every chunk's id and cached vector; chunks without one are returned to be encoded."""
-        rows = self.store.chunk_hashes()
+        rows = self.store.chunk_hashes(self.chunking_fp)
         cached = self.store.cached_vectors(
             [h for _, h, _ in rows], self.record.model_fp, self.record.dim
         )
@@ -148,8 +159,9 @@ def _loaded(path: Path, load: Any) -> Any:
 class CollectionWriter:
     """Applies chunk changes to a collection's indexes and commits a new generation.
 
-    The sparse channel follows the workspace config: when it differs from what the collection
-    holds (say BM25 → SPLADE), the sparse index is rebuilt from the store at the next commit.
+    ``channel`` is the collection's own sparse channel (from its spec). When the committed
+    sparse index is of another channel, or of a format that must be rebuilt, it is rebuilt
+    from the store at the next commit.
     """
 
     def __init__(
@@ -191,14 +203,16 @@ class CollectionWriter:
                 self._dirty = True
                 # With no chunks stored yet the empty index is already right: new chunks are
                 # added from their prepared form instead of re-read from the store at commit.
-                self._sparse_rebuild = self.collection.store.has_chunks()
+                store, fp = self.collection.store, self.collection.chunking_fp
+                self._sparse_rebuild = store.has_chunks(fp)
         elif self.collection.record.sparse_fp:
             self._dirty = True  # the sparse channel was switched off: drop it at the next commit
 
     def _reconcile(self) -> None:
         """A backend written in place (a Qdrant server or store) may hold changes of a batch
         whose store transaction never committed; make it match the store before writing."""
-        extra, missing = self.index.reconcile(self.collection.store.all_chunk_ids())
+        store_ids = self.collection.store.all_chunk_ids(self.collection.chunking_fp)
+        extra, missing = self.index.reconcile(store_ids)
         if len(extra):
             self.index.remove(extra)
         if len(missing):
@@ -253,7 +267,7 @@ class CollectionWriter:
         fields: dict[str, Any] = {"generation": generation}
         if self.channel is not None:
             if self._sparse_rebuild:
-                self.channel.rebuild(self.sparse, store)
+                self.channel.rebuild(self.sparse, store, self.collection.chunking_fp)
                 self._sparse_rebuild = False
             self.sparse.save(sparse_path(self.collection.dir, self.channel, generation))
             fields["sparse_fp"] = self.channel.fingerprint

@@ -7,6 +7,7 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class EncoderConfig:
     """The dense encoder. ``model = "default"`` is all-MiniLM-L6-v2 shipped as a PyPI package."""
 
     model: str = "default"
+    #: the environment variable holding the API key of a remote encoder (never the key itself)
+    api_key_env: str = ""
     query_prompt: str | None = None
     document_prompt: str | None = None
     truncate_dim: int | None = None
@@ -65,8 +68,9 @@ class IndexConfig:
     ``refine_k_factor``: candidates per hit that the refine step rescores.
 
     Qdrant: ``qdrant_url`` selects a server; otherwise an embedded store in the collection's
-    folder (``qdrant_path`` to put it elsewhere). The API key is read from ``QDRANT_API_KEY``
-    when ``qdrant_api_key`` is empty, which keeps secrets out of ragkit.toml.
+    folder (``qdrant_path`` to put it elsewhere). The API key is read from the environment
+    variable ``qdrant_api_key_env`` names: a key written in ragkit.toml (``qdrant_api_key``)
+    is refused, so that no secret reaches the file or the store.
     """
 
     backend: str = "faiss"
@@ -83,7 +87,12 @@ class IndexConfig:
     qdrant_url: str = ""
     qdrant_path: str = ""
     qdrant_collection: str = ""
-    qdrant_api_key: str = ""
+    qdrant_api_key_env: str = "QDRANT_API_KEY"
+    qdrant_api_key: str = ""  # only to refuse it with a clear message
+
+    def __post_init__(self) -> None:
+        if self.qdrant_api_key:
+            raise ConfigError(_secret_message("index", "qdrant_api_key", "qdrant_api_key_env"))
 
 
 @dataclass(kw_only=True)
@@ -169,6 +178,8 @@ class WorkspaceConfig:
     rerank: RerankConfig = field(default_factory=RerankConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     sources: list[SourceConfig] = field(default_factory=list)
+    #: the sections the file sets (a query takes ``[fusion]`` from the file only when set)
+    sections_set: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
 
     @classmethod
     def load(cls, path: Path) -> WorkspaceConfig:
@@ -189,7 +200,7 @@ class WorkspaceConfig:
             name: _build(kind, raw.get(name, {}), origin, name) for name, kind in _SECTIONS.items()
         }
         sources = [_build(SourceConfig, s, origin, "sources") for s in raw.get("sources", [])]
-        return cls(**sections, sources=sources)
+        return cls(**sections, sources=sources, sections_set=frozenset(raw))
 
     def to_dict(self) -> dict[str, Any]:
         """Only non-default values, so the file stays short and readable."""
@@ -215,6 +226,9 @@ def _build(kind: type, values: Any, origin: str, section: str) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{origin}: [{section}] must be a table")
     names = {f.name for f in dataclasses.fields(kind)}
+    for key, value in values.items():
+        if _SECRET_KEY.search(key) and not key.endswith("_env") and value:
+            raise ConfigError(f"{origin}: {_secret_message(section, key, f'{key}_env')}")
     unknown = set(values) - names
     if unknown:
         raise ConfigError(
@@ -226,6 +240,17 @@ def _build(kind: type, values: Any, origin: str, section: str) -> Any:
         raise ConfigError(f"{origin}: {exc}") from exc
     except TypeError as exc:
         raise ConfigError(f"{origin}: [{section}]: {exc}") from exc
+
+
+_SECRET_KEY = re.compile(r"(api_key|password|secret|token)(_env)?$")
+
+
+def _secret_message(section: str, key: str, env_key: str) -> str:
+    return (
+        f"[{section}] {key} holds a secret, and ragkit keeps secrets out of ragkit.toml and "
+        f"the store: put it in an environment variable and name that variable with "
+        f"[{section}] {env_key} instead"
+    )
 
 
 def _non_default(value: Any, default: Any) -> dict[str, Any]:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["Check", "CollectionReport", "DoctorReport", "check_workspace"]
 
 OK, PROBLEM, SKIPPED = "ok", "problem", "skipped"
+#: ragkit.toml disagrees with a collection's spec: reported, not a fault of the indexes
+DRIFT = "drift"
 
 # Check names: the repair reads them back to decide what to rebuild.
 STORE_INTEGRITY = "store integrity"
@@ -40,6 +42,8 @@ SPARSE_FILE = "sparse index"
 SPARSE_IDS = "sparse ids"
 CHECKSUMS = "checksums"
 STRAY_FILES = "stray files"
+SETTINGS = "settings"
+STATE = "state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,7 @@ class CollectionReport:
     aliases: list[str]
     generation: int
     checks: list[Check]
+    state: str = "live"
 
     @property
     def ok(self) -> bool:
@@ -103,14 +108,38 @@ def check_workspace(workspace: Workspace, *, quick: bool = False) -> DoctorRepor
         aliases = store.aliases()
         checks.append(_alias_check(workspace, aliases))
         writer_active = workspace.lock.held_elsewhere()
-        channel = workspace.sparse_channel
         for record in store.collections():
             collection = Collection(store, workspace.root, record)
             names = sorted(a for a, target in aliases.items() if target == record.name)
-            collections.append(check_collection(collection, channel, names, writer_active))
+            if record.state == "retired":
+                collections.append(_retired(collection, names))
+                continue
+            channel = workspace.sparse_channel_for(collection)
+            report = check_collection(collection, channel, names, writer_active)
+            report.checks.append(_settings_check(workspace, collection))
+            collections.append(report)
     except (sqlite3.DatabaseError, StoreDamagedError) as exc:
         checks.append(Check("store", PROBLEM, f"cannot read the store ({exc})"))
     return DoctorReport(str(workspace.root), checks, collections)
+
+
+def _retired(collection: Collection, aliases: list[str]) -> CollectionReport:
+    """Kept for a rollback and no longer written: listed, not required to be in step."""
+    record = collection.record
+    detail = "retired: kept for a rollback, not kept in step with the store"
+    checks = [Check(STATE, SKIPPED, detail)]
+    return CollectionReport(record.name, aliases, record.generation, checks, record.state)
+
+
+def _settings_check(workspace: Workspace, collection: Collection) -> Check:
+    from ragkit.collection_spec import MIGRATION_HINT
+    from ragkit.workspace_status import collection_drift
+
+    drift = collection_drift(workspace, collection)
+    if not drift:
+        return Check(SETTINGS, OK, "ragkit.toml matches the collection's spec")
+    detail = "ragkit.toml differs: " + "; ".join(map(str, drift)) + f". {MIGRATION_HINT}"
+    return Check(SETTINGS, DRIFT, detail, {"fields": len(drift)})
 
 
 def _store_checks(workspace: Workspace, quick: bool) -> list[Check]:
@@ -167,7 +196,7 @@ def check_collection(
             ]
         checks.append(_checksum_check(collection, channel))
         checks.append(_stray_check(collection, writer_active))
-        return CollectionReport(record.name, aliases, record.generation, checks)
+        return CollectionReport(record.name, aliases, record.generation, checks, record.state)
     finally:
         _close(snapshot.dense)
 
@@ -190,7 +219,7 @@ class _Snapshot:
             generation = collection.record.generation
             dense, dense_check = _load_dense(collection)
             sparse, sparse_check = _load_sparse(collection, channel)
-            store_ids = collection.store.all_chunk_ids()
+            store_ids = collection.store.all_chunk_ids(collection.chunking_fp)
             collection.refresh()
             if collection.record.generation == generation or attempt == 2:
                 return cls(dense, dense_check, sparse, sparse_check, store_ids)
@@ -209,12 +238,12 @@ def _load_dense(collection: Collection) -> tuple[Any, Check]:
 def _load_sparse(collection: Collection, channel: SparseChannel | None) -> tuple[Any, Check]:
     record = collection.record
     if channel is None:
-        return None, Check(SPARSE_FILE, SKIPPED, "no sparse channel configured")
+        return None, Check(SPARSE_FILE, SKIPPED, "the collection has no sparse channel")
     if record.generation == 0:
         return _Empty(), Check(SPARSE_FILE, OK, "nothing committed yet")
     if not collection.has_sparse(channel):
         held = record.sparse.get("kind") or "none"
-        detail = f"the collection holds {held}, the workspace is configured for {channel.kind}"
+        detail = f"the index holds {held}, the collection's spec names {channel.kind}"
         return None, Check(SPARSE_FILE, PROBLEM, detail)
     path = sparse_path(collection.dir, channel, record.generation)
     return _load(SPARSE_FILE, path, "chunks", lambda: collection.load_sparse(channel))
@@ -254,7 +283,7 @@ def _ids_check(name: str, index: Any, store_ids: np.ndarray) -> Check:
 def _cache_check(collection: Collection) -> Check:
     """A rebuild takes every vector from the cache, so each chunk needs one."""
     record = collection.record
-    uncached = collection.store.count_uncached(record.model_fp, record.dim)
+    uncached = collection.store.count_uncached(record.model_fp, record.dim, collection.chunking_fp)
     encoder = record.encoder.get("name", record.model_fp[:12])
     if uncached:
         detail = f"{uncached} chunks have no cached vector for {encoder}"

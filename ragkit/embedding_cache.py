@@ -65,15 +65,6 @@ class EmbeddingCache:
         blobs = [np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in vectors]
         self.cache_blobs(hashes, model_fp, blobs)
 
-    def count_uncached(self, model_fp: str, dim: int) -> int:
-        """Chunks with no usable cached vector for an encoder: an index rebuild needs them all."""
-        rows = self._query(
-            "SELECT COUNT(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e"
-            " WHERE e.text_hash = c.text_hash AND e.model_fp = ? AND length(e.vector) = ?)",
-            (model_fp, 4 * dim),
-        )
-        return int(rows[0][0])
-
 
 def encode_into_cache(
     encoder: Any,

@@ -51,9 +51,13 @@ class SparseChannel(Protocol):
         """Inside the transaction; False when the index must be rebuilt from the store."""
         ...
 
-    def rebuild(self, index: Any, store: Store) -> None: ...
+    def rebuild(self, index: Any, store: Store, chunking_fp: str | None = None) -> None:
+        """From the store's chunks of ``chunking_fp`` (the collection's)."""
+        ...
 
-    def warm(self, store: Store, progress: ProgressCallback) -> None:
+    def warm(
+        self, store: Store, progress: ProgressCallback, chunking_fp: str | None = None
+    ) -> None:
         """Before a rebuild, outside any transaction: cache what the rebuild will need, so a
         long encode neither holds the store's write lock nor is lost to a crash."""
         ...
@@ -110,12 +114,14 @@ class Bm25Channel:
         index.add(new_ids, prepared)
         return True
 
-    def rebuild(self, index: Any, store: Store) -> None:
-        rows = store.chunk_hashes()
+    def rebuild(self, index: Any, store: Store, chunking_fp: str | None = None) -> None:
+        rows = store.chunk_hashes(chunking_fp)
         ids = np.array([row[0] for row in rows], dtype=np.int64)
         index.rebuild(ids, [row[2] for row in rows])
 
-    def warm(self, store: Store, progress: ProgressCallback) -> None:
+    def warm(
+        self, store: Store, progress: ProgressCallback, chunking_fp: str | None = None
+    ) -> None:
         return None
 
     def search(
@@ -165,8 +171,10 @@ class SpladeChannel:
             [c.text_hash for c in chunks], {c.text_hash: c.embed_text for c in chunks}, store
         )
 
-    def warm(self, store: Store, progress: ProgressCallback) -> None:
-        rows = store.chunk_hashes()
+    def warm(
+        self, store: Store, progress: ProgressCallback, chunking_fp: str | None = None
+    ) -> None:
+        rows = store.chunk_hashes(chunking_fp)
         self._vectors([row[1] for row in rows], {row[1]: row[2] for row in rows}, store, progress)
 
     def _vectors(
@@ -202,8 +210,8 @@ class SpladeChannel:
             index.add(new_ids, prepared)
         return True
 
-    def rebuild(self, index: Any, store: Store) -> None:
-        rows = store.chunk_hashes()
+    def rebuild(self, index: Any, store: Store, chunking_fp: str | None = None) -> None:
+        rows = store.chunk_hashes(chunking_fp)
         ids = np.array([row[0] for row in rows], dtype=np.int64)
         matrix = self._vectors([row[1] for row in rows], {row[1]: row[2] for row in rows}, store)
         index.rebuild(ids, matrix)

@@ -13,17 +13,18 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ragkit.documents import Block, Chunk, Document
+from ragkit.config import WorkspaceConfig
+from ragkit.documents import Block, Document
 from ragkit.embedding_cache import EmbeddingCache
 from ragkit.errors import StoreDamagedError, WorkspaceError
 from ragkit.index_checksums import IndexChecksums
 from ragkit.run_log import RunLog
+from ragkit.store_chunks import ChunkRows
+from ragkit.store_collections import CollectionRecord, CollectionRows
 from ragkit.store_schema import SCHEMA_VERSION, create_tables, upgrade_tables
 
 __all__ = ["SCHEMA_VERSION", "CollectionRecord", "FileRecord", "Store", "store_damage"]
@@ -42,28 +43,20 @@ class FileRecord:
     format: str
 
 
-@dataclass(frozen=True, slots=True)
-class CollectionRecord:
-    name: str
-    model_fp: str
-    chunking_fp: str
-    backend: str
-    dim: int
-    state: str
-    generation: int
-    encoder: dict[str, Any]
-    index: dict[str, Any]
-    sparse_fp: str = ""
-    sparse: dict[str, Any] = field(default_factory=dict)
-
-
-class Store(EmbeddingCache, IndexChecksums, RunLog):
+class Store(ChunkRows, CollectionRows, EmbeddingCache, IndexChecksums, RunLog):
     """Thin typed access to ``store.sqlite``; writes happen inside :meth:`transaction`. The
-    embedding cache, the index files' checksums and the job records live in mixins
-    (``embedding_cache``, ``index_checksums``, ``run_log``)."""
+    chunks, the collections and aliases, the embedding cache, the index files' checksums and
+    the job records live in mixins (``store_chunks``, ``store_collections``,
+    ``embedding_cache``, ``index_checksums``, ``run_log``).
 
-    def __init__(self, path: Path) -> None:
+    ``seed_config`` is ragkit.toml as the workspace read it: an upgrade, and a reader of a
+    store no writer has upgraded yet, take the settings an older store never recorded from it.
+    """
+
+    def __init__(self, path: Path, *, seed_config: WorkspaceConfig | None = None) -> None:
         self.path = path
+        self.seed_config = seed_config
+        self._scoped: bool | None = None
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -82,7 +75,7 @@ class Store(EmbeddingCache, IndexChecksums, RunLog):
         self._in_tx = False
         if not self._query("SELECT 1 FROM sqlite_master WHERE name='meta'"):
             with self.transaction():  # a new store: made current right away, nothing to keep
-                create_tables(self._db)
+                create_tables(self._db, seed_config)
         version = self.schema_version
         if version > SCHEMA_VERSION:
             raise WorkspaceError(
@@ -93,13 +86,23 @@ class Store(EmbeddingCache, IndexChecksums, RunLog):
     def schema_version(self) -> int:
         return int(self.get_meta("schema_version") or 1)
 
+    @property
+    def chunks_scoped(self) -> bool:
+        """Schema 3 or later: chunks carry their chunking fingerprint, collections a spec."""
+        if self._scoped is None:
+            self._scoped = self.schema_version >= 3
+        return self._scoped
+
     def upgrade(self) -> list[int]:
         """Bring an older store's tables up to date (``ragkit.store_schema.UPGRADES``), in one
         transaction. Only a writer calls this, under the writer lock: opening never writes."""
         if self.schema_version >= SCHEMA_VERSION:
             return []
-        with self.transaction():
-            return upgrade_tables(self._db)
+        try:
+            with self.transaction():
+                return upgrade_tables(self._db, self.seed_config)
+        finally:
+            self._scoped = None
 
     @contextlib.contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
@@ -237,77 +240,10 @@ class Store(EmbeddingCache, IndexChecksums, RunLog):
     def doc_ids(self) -> list[str]:
         return [row[0] for row in self._query("SELECT doc_id FROM documents ORDER BY doc_id")]
 
-    def chunk_ids_of_documents(self, doc_ids: Iterable[str]) -> list[int]:
-        out: list[int] = []
-        for batch in _batched(list(doc_ids), 500):
-            marks = ",".join("?" * len(batch))
-            out.extend(
-                row[0]
-                for row in self._query(f"SELECT id FROM chunks WHERE doc_id IN ({marks})", batch)
-            )
-        return out
-
     def delete_documents(self, doc_ids: Iterable[str]) -> None:
         for batch in _batched(list(doc_ids), 500):
             marks = ",".join("?" * len(batch))
             self._exec(f"DELETE FROM documents WHERE doc_id IN ({marks})", batch)
-
-    def insert_chunks(self, chunks: Sequence[Chunk]) -> list[int]:
-        ids = []
-        for chunk in chunks:
-            cursor = self._exec(
-                "INSERT INTO chunks(chunk_id, doc_id, ordinal, text, context, headings_json, "
-                "text_hash) VALUES(?,?,?,?,?,?,?)",
-                (
-                    chunk.chunk_id,
-                    chunk.doc_id,
-                    chunk.ordinal,
-                    chunk.text,
-                    chunk.context,
-                    json.dumps(list(chunk.headings)),
-                    chunk.text_hash,
-                ),
-            )
-            ids.append(int(cursor.lastrowid))
-        return ids
-
-    def chunk_rows(self, ids: Sequence[int]) -> dict[int, sqlite3.Row]:
-        """Chunks joined with their documents, for building hits."""
-        out: dict[int, sqlite3.Row] = {}
-        with self._lock, self._guard("cannot read the store"):
-            self._db.row_factory = sqlite3.Row
-            try:
-                for batch in _batched([int(i) for i in ids], 500):
-                    marks = ",".join("?" * len(batch))
-                    rows = self._db.execute(
-                        "SELECT c.id, c.chunk_id, c.doc_id, c.text, c.context, c.headings_json,"
-                        " d.uri, d.title, d.source, d.format, d.metadata_json FROM chunks c"
-                        f" JOIN documents d ON d.doc_id = c.doc_id WHERE c.id IN ({marks})",
-                        batch,
-                    ).fetchall()
-                    out.update({row["id"]: row for row in rows})
-            finally:
-                self._db.row_factory = None
-        return out
-
-    def all_chunk_ids(self) -> np.ndarray:
-        rows = self._query("SELECT id FROM chunks ORDER BY id")
-        return np.array([row[0] for row in rows], dtype=np.int64)
-
-    def chunk_ids_where(self, where_sql: str, params: Sequence[Any]) -> np.ndarray:
-        rows = self._query(
-            f"SELECT c.id FROM chunks c JOIN documents d ON d.doc_id = c.doc_id WHERE {where_sql}",
-            params,
-        )
-        return np.array([row[0] for row in rows], dtype=np.int64)
-
-    def chunk_hashes(self) -> list[tuple[int, str, str]]:
-        """(id, text_hash, embed text) of every chunk, for rebuilding an index."""
-        rows = self._query(
-            "SELECT id, text_hash, CASE WHEN context = '' THEN text "
-            "ELSE context || char(10) || char(10) || text END FROM chunks ORDER BY id"
-        )
-        return [(row[0], row[1], row[2]) for row in rows]
 
     def integrity_problems(self, *, quick: bool = False, limit: int = 20) -> list[str]:
         """SQLite's own check of the file (``quick``: skips index contents); empty when sound."""
@@ -320,98 +256,9 @@ class Store(EmbeddingCache, IndexChecksums, RunLog):
         rows = self._query("PRAGMA foreign_key_check")
         return [(row[0], -1 if row[1] is None else int(row[1]), row[2]) for row in rows]
 
-    def has_chunks(self) -> bool:
-        return bool(self._query("SELECT EXISTS(SELECT 1 FROM chunks)")[0][0])
-
     def counts(self) -> dict[str, int]:
         tables = ("sources", "files", "documents", "chunks", "embeddings")
         return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}
-
-    # -- collections and aliases ------------------------------------------------------------
-    def put_collection(self, record: CollectionRecord) -> None:
-        now = time.time()
-        self._exec(
-            "INSERT INTO collections(name, model_fp, chunking_fp, backend, dim, state, generation,"
-            " encoder_json, index_json, sparse_fp, sparse_json, created, updated)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                record.name,
-                record.model_fp,
-                record.chunking_fp,
-                record.backend,
-                record.dim,
-                record.state,
-                record.generation,
-                json.dumps(record.encoder, default=str),
-                json.dumps(record.index),
-                record.sparse_fp,
-                json.dumps(record.sparse, default=str),
-                now,
-                now,
-            ),
-        )
-
-    def collection(self, name: str) -> CollectionRecord | None:
-        rows = self._query(
-            "SELECT name, model_fp, chunking_fp, backend, dim, state, generation, encoder_json,"
-            " index_json, sparse_fp, sparse_json FROM collections WHERE name=?",
-            (name,),
-        )
-        if not rows:
-            return None
-        *head, encoder, index, sparse_fp, sparse_json = rows[0]
-        return CollectionRecord(
-            *head,
-            encoder=json.loads(encoder),
-            index=json.loads(index),
-            sparse_fp=sparse_fp,
-            sparse=json.loads(sparse_json),
-        )
-
-    def collections(self) -> list[CollectionRecord]:
-        names = [row[0] for row in self._query("SELECT name FROM collections ORDER BY created")]
-        return [record for name in names if (record := self.collection(name))]
-
-    def set_collection(self, name: str, **fields: Any) -> None:
-        allowed = {"state", "generation", "chunking_fp", "sparse_fp", "sparse_json"}
-        if not set(fields) <= allowed:
-            raise ValueError(f"cannot set {sorted(set(fields) - allowed)} on a collection")
-        assignments = ", ".join(f"{key}=?" for key in fields)
-        self._exec(
-            f"UPDATE collections SET {assignments}, updated=? WHERE name=?",
-            (*fields.values(), time.time(), name),
-        )
-
-    def rekey_encoder(self, name: str, old_fp: str, encoder: dict[str, Any]) -> None:
-        """Give collection ``name`` and the cached vectors under ``old_fp`` the id of
-        ``encoder`` (a fingerprint describing the same model), in one transaction: how a
-        collection fingerprinted by an older formula is upgraded without re-encoding."""
-        new_fp = encoder["id"]
-        with self.transaction():
-            self._exec(
-                "UPDATE collections SET model_fp=?, encoder_json=?, updated=? WHERE name=?",
-                (new_fp, json.dumps(encoder, default=str), time.time(), name),
-            )
-            # A vector already cached under the new id is the same model's: keep either one.
-            self._exec(
-                "INSERT OR IGNORE INTO embeddings(text_hash, model_fp, vector)"
-                " SELECT text_hash, ?, vector FROM embeddings WHERE model_fp=?",
-                (new_fp, old_fp),
-            )
-            if not self._query("SELECT 1 FROM collections WHERE model_fp=? LIMIT 1", (old_fp,)):
-                self._exec("DELETE FROM embeddings WHERE model_fp=?", (old_fp,))
-
-    def set_alias(self, alias: str, collection: str) -> None:
-        self._exec(
-            "INSERT OR REPLACE INTO aliases(alias, collection) VALUES(?, ?)", (alias, collection)
-        )
-
-    def aliases(self) -> dict[str, str]:
-        return dict(self._query("SELECT alias, collection FROM aliases ORDER BY alias"))
-
-    def resolve_alias(self, alias: str) -> str | None:
-        rows = self._query("SELECT collection FROM aliases WHERE alias=?", (alias,))
-        return rows[0][0] if rows else None
 
 
 def store_damage(path: Path, exc: sqlite3.DatabaseError, doing: str) -> StoreDamagedError | None:

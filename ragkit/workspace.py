@@ -1,12 +1,15 @@
 """The workspace: one folder holding config, store and collections for one corpus.
 
 This is the public Python API: ``kit = ragkit.open("./.ragkit"); kit.ingest("docs/");
-kit.query("how do I ...", k=5)``. Queries go through the ``default`` alias, so a migration can
-build a new collection and swap the alias without readers noticing.
+kit.query("how do I ...", k=5)``. Queries go through the ``default`` alias (or name another
+alias or collection), resolved once per query to a collection that is answered with its own
+spec, encoder included, so a migration can build a new collection and swap the alias without
+readers noticing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,19 +20,29 @@ import numpy as np
 
 from ragkit.chunking import Chunker
 from ragkit.collection import Collection
+from ragkit.collection_parts import (
+    CollectionParts,
+    chunker_for,
+    chunking_spec_of,
+    encoder_spec_of,
+    tokenizer_id,
+)
+from ragkit.collection_spec import CollectionSpec
 from ragkit.config import WorkspaceConfig
 from ragkit.documents import Hit
-from ragkit.encoders.dense import DenseEncoder
-from ragkit.encoders.fingerprint import hash_text, is_legacy_of, serialized_at_rest
-from ragkit.errors import EncoderMismatchError, StoreDamagedError, WorkspaceError
+from ragkit.encoders.fingerprint import is_legacy_of
+from ragkit.errors import StoreDamagedError, WorkspaceError
 from ragkit.lock import WorkspaceLock
 from ragkit.retrieval.search import Searcher
 from ragkit.run_log import JobRun
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
+from ragkit.workspace_status import workspace_status
 
 if TYPE_CHECKING:
+    from ragkit.config import ChunkingConfig, EncoderConfig, IndexConfig, SparseConfig
     from ragkit.doctor import DoctorReport
+    from ragkit.encoders.dense import DenseEncoder
     from ragkit.pipelines.ingest import IngestReport
 
 __all__ = ["DEFAULT_ALIAS", "Workspace", "open_workspace"]
@@ -65,31 +78,29 @@ class Workspace:
         self.config = WorkspaceConfig.load(self.config_path)
         if not self.config_path.exists():
             self.config.save(self.config_path)
-        self.store = Store(root / "store.sqlite")
+        self.store = Store(root / "store.sqlite", seed_config=self.config)
         self.lock = WorkspaceLock(root / "write.lock")
         self._encoder = encoder
         self._chunker: Chunker | None = None
         self._sparse_channel: SparseChannel | bool | None = False
+        self.parts = CollectionParts(self.config, encoder)
         self.searcher = Searcher(self)
 
-    # -- parts, built on first use ----------------------------------------------------------
+    # -- the configured parts (ragkit.toml), which seed a new collection --------------------
     @property
     def encoder(self) -> DenseEncoder:
+        """The configured encoder (or the one given to :func:`open_workspace`). A collection
+        is written and queried with its own: :meth:`encoder_for`."""
         if self._encoder is None:
+            from ragkit.encoders.dense import DenseEncoder
+
             self._encoder = DenseEncoder.load(self.config.encoder)
         return self._encoder
 
     @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
-            encoder = self.encoder
-            self._chunker = Chunker(
-                encoder.tokens,
-                self.config.chunking,
-                encoder_max_tokens=encoder.max_seq_length,
-                prompt=encoder.document_prompt,
-                tokenizer_id=_tokenizer_id(encoder),
-            )
+            self._chunker = chunker_for(self.encoder, self.config.chunking)
         return self._chunker
 
     @property
@@ -99,49 +110,132 @@ class Workspace:
             self._sparse_channel = make_sparse_channel(self.config.sparse)
         return self._sparse_channel  # type: ignore[return-value]
 
+    # -- each collection's own parts, from its spec ----------------------------------------
+    def encoder_for(self, collection: Collection) -> DenseEncoder:
+        return self.parts.encoder(collection)
+
+    def chunker_for(self, collection: Collection) -> Chunker:
+        return self.parts.chunker(collection)
+
+    def sparse_channel_for(self, collection: Collection) -> SparseChannel | None:
+        return self.parts.sparse_channel(collection)
+
+    # -- collections ------------------------------------------------------------------------
     def collection(self, alias: str = DEFAULT_ALIAS) -> Collection | None:
-        name = self.store.resolve_alias(alias)
-        record = self.store.collection(name) if name else None
+        """The collection an alias points at, or the collection of that name."""
+        name = self.store.resolve_alias(alias) or alias
+        record = self.store.collection(name)
         return Collection(self.store, self.root, record) if record else None
 
+    def collections(self) -> list[Collection]:
+        return [Collection(self.store, self.root, r) for r in self.store.collections()]
+
     def ensure_collection(self) -> Collection:
-        """The collection that ``default`` points at, created for the configured encoder."""
-        fingerprint = self.encoder.fingerprint
+        """The collection that ``default`` points at, created from ragkit.toml (and the
+        encoder given to the workspace) when there is none."""
         existing = self.collection()
         if existing is not None:
             record = existing.record
+            encoder = self.encoder_for(existing)
+            fingerprint = encoder.fingerprint
             if is_legacy_of(record.model_fp, record.encoder, fingerprint):
                 # Recorded by 0.1.0, whose fingerprint left the tokenizer out: re-key it and
                 # its cached vectors once, keeping the old id in the record.
-                described = {**fingerprint, "name": self.encoder.name}
+                described = {**fingerprint, "name": encoder.name}
                 self.store.rekey_encoder(
                     record.name, record.model_fp, {**described, "upgraded_from": record.model_fp}
                 )
                 existing.refresh()
-            if existing.record.model_fp != fingerprint["id"]:
-                raise EncoderMismatchError(
-                    f"collection {existing.name!r} was built with encoder "
-                    f"{existing.record.encoder.get('name')!r} ({existing.record.model_fp[:12]}), "
-                    f"but the workspace now uses {self.encoder.name!r} ({fingerprint['id'][:12]}). "
-                    "Put the old encoder back in ragkit.toml, or start a new workspace."
-                )
             return existing
-        name = f"{_slug(self.encoder.name)}-{fingerprint['id'][:8]}"
-        record = CollectionRecord(
-            name=name,
-            model_fp=fingerprint["id"],
-            chunking_fp=self.chunker.fingerprint,
-            backend=self.config.index.backend,
-            dim=self.encoder.dim,
-            state="ready",
-            generation=0,
-            encoder={**fingerprint, "name": self.encoder.name},
-            index=json.loads(json.dumps(self.config.index.__dict__)),
-        )
+        name = f"{_slug(self.encoder.name)}-{self.encoder.fingerprint['id'][:8]}"
+        record = self.new_collection_record(name, state="live")
         with self.store.transaction():
             self.store.put_collection(record)
             self.store.set_alias(DEFAULT_ALIAS, name)
+        self.parts.remember_channel(record.spec, self.sparse_channel)
         return Collection(self.store, self.root, record)
+
+    def new_collection_record(
+        self,
+        name: str,
+        *,
+        encoder: DenseEncoder | EncoderConfig | None = None,
+        chunking: ChunkingConfig | None = None,
+        index: IndexConfig | None = None,
+        sparse: SparseConfig | None = None,
+        state: str = "building",
+    ) -> CollectionRecord:
+        """The record of a new collection: its spec seeded from ragkit.toml, with any part
+        given here instead (an encoder in memory or an encoder config, chunking, index and
+        sparse settings)."""
+        config = self.config
+        if encoder is None:
+            loaded, described = self.encoder, None if self._encoder is not None else config
+        elif hasattr(encoder, "fingerprint"):
+            loaded, described = encoder, None  # type: ignore[assignment]
+            self.parts.add_encoder(loaded)
+        else:
+            from ragkit.encoders.dense import DenseEncoder
+
+            described = dataclasses.replace(config, encoder=encoder)
+            loaded = DenseEncoder.load(encoder)  # type: ignore[arg-type]
+            self.parts.add_encoder(loaded)
+        chunking = chunking or config.chunking
+        chunker = chunker_for(loaded, chunking)
+        seed = dataclasses.replace(
+            config, index=index or config.index, sparse=sparse or config.sparse
+        )
+        spec = CollectionSpec.seed(
+            seed,
+            encoder=encoder_spec_of(loaded, described),
+            chunking=chunking_spec_of(chunker, chunking, tokenizer_id(loaded)),
+        )
+        fingerprint = loaded.fingerprint
+        return CollectionRecord(
+            name=name,
+            model_fp=fingerprint["id"],
+            chunking_fp=chunker.fingerprint,
+            backend=spec.index.backend,
+            dim=loaded.dim,
+            state=state,
+            generation=0,
+            encoder={**fingerprint, "name": loaded.name},
+            index=json.loads(json.dumps(spec.index.config().__dict__)),
+            spec=spec,
+        )
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        encoder: DenseEncoder | EncoderConfig | None = None,
+        chunking: ChunkingConfig | None = None,
+        index: IndexConfig | None = None,
+        sparse: SparseConfig | None = None,
+        state: str = "building",
+        wait: float = 0.0,
+    ) -> Collection:
+        """A second collection over the stored documents, built in one commit: re-chunked
+        from the stored blocks (no re-parsing; rows shared with any collection chunked the
+        same way), vectors from the embedding cache where present. From then on every ingest
+        keeps it in step; :meth:`set_alias` makes queries use it."""
+        from ragkit.pipelines.build_collection import build_collection  # a writer job
+
+        return build_collection(
+            self,
+            name,
+            encoder=encoder,
+            chunking=chunking,
+            index=index,
+            sparse=sparse,
+            state=state,
+            wait=wait,
+        )
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` in one store transaction: queries then use that
+        collection, with its own encoder, sparse channel and indexes."""
+        self.store.set_alias(alias, collection)
 
     # -- jobs -------------------------------------------------------------------------------
     @contextmanager
@@ -190,8 +284,12 @@ class Workspace:
         mode: str | None = None,
         rerank: bool | str | None = None,
         alias: str = DEFAULT_ALIAS,
+        collection: str | None = None,
     ) -> list[Hit]:
-        return self.query_many([text], k=k, where=where, mode=mode, rerank=rerank, alias=alias)[0]
+        """``collection`` (a collection or alias name) is the same as ``alias``."""
+        return self.query_many(
+            [text], k=k, where=where, mode=mode, rerank=rerank, alias=collection or alias
+        )[0]
 
     def query_many(
         self,
@@ -203,17 +301,19 @@ class Workspace:
         rerank: bool | str | None = None,
         alias: str = DEFAULT_ALIAS,
         query_vectors: np.ndarray | None = None,
+        collection: str | None = None,
     ) -> list[list[Hit]]:
         """Search with ``mode`` dense, sparse or hybrid (default: hybrid when a sparse channel
         exists). ``"<mode>+rerank"`` or ``rerank=True``/a model name adds the cross-encoder.
-        ``query_vectors``: the texts already encoded by this workspace's encoder."""
+        ``alias`` or ``collection`` names an alias or a collection (default: ``default``).
+        ``query_vectors``: the texts already encoded by that collection's encoder."""
         return self.searcher.query_many(
             texts,
             k=k,
             where=where,
             mode=mode,
             rerank=rerank,
-            alias=alias,
+            alias=collection or alias,
             query_vectors=query_vectors,
         )
 
@@ -242,34 +342,9 @@ class Workspace:
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        collections = []
-        for record in self.store.collections():
-            collection = Collection(self.store, self.root, record)
-            files = list(collection.dir.glob(f"*.g{record.generation:06d}.*"))
-            collections.append(
-                {
-                    "name": record.name,
-                    "encoder": record.encoder.get("name"),
-                    "fingerprint": record.model_fp,
-                    "dim": record.dim,
-                    "backend": record.backend,
-                    "index": record.index.get("kind"),
-                    "sparse": record.sparse.get("kind", ""),
-                    "state": record.state,
-                    "generation": record.generation,
-                    "index_bytes": sum(_size(path) for path in files),
-                    "aliases": [
-                        a for a in (DEFAULT_ALIAS,) if self.store.resolve_alias(a) == record.name
-                    ],
-                }
-            )
-        return {
-            "workspace": str(self.root),
-            "counts": self.store.counts(),
-            "sources": self.store.sources(),
-            "collections": collections,
-            "runs": self.store.runs(limit=1),
-        }
+        """Counts, sources, and each collection: state, aliases, spec and the drift between
+        its spec and ragkit.toml (reported, never applied)."""
+        return workspace_status(self)
 
     def close(self) -> None:
         self.lock.release()
@@ -306,21 +381,6 @@ def _size_or_zero(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
 def _slug(name: str) -> str:
     tail = Path(name).name if name != "default" else "all-MiniLM-L6-v2"
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail)[:40] or "encoder"
-
-
-def _tokenizer_id(encoder: DenseEncoder) -> str:
-    tokenizer = encoder.model.tokenizer
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-    try:
-        return hash_text(serialized_at_rest(backend))
-    except AttributeError:
-        return encoder.fingerprint["id"]

@@ -128,7 +128,8 @@ class QdrantIndex(QdrantChannels):
             collection=collection or getattr(config, "qdrant_collection", "") or name,
             path=path,
             url=url,
-            api_key=getattr(config, "qdrant_api_key", "") or None,
+            # The key itself lives only in the environment; the config names the variable.
+            api_key=os.environ.get(getattr(config, "qdrant_api_key_env", "") or "QDRANT_API_KEY"),
             kind=config.kind,
             hnsw_m=config.hnsw_m,
             hnsw_ef_construction=config.hnsw_ef_construction,

@@ -1,8 +1,12 @@
-"""The query path of a workspace: channels, fusion, rerank, and the readers they search.
+"""The query path of a workspace: alias → collection → its own encoder, sparse channel and
+indexes → fusion → rerank.
 
 Kept apart from :mod:`ragkit.workspace` so that the workspace stays about its parts and jobs,
 while everything a query touches (and caches between queries) lives here. A workspace owns one
 :class:`Searcher`; its ``query``/``query_many``/``channel_runs`` methods delegate to it.
+
+A query resolves its alias once and then works only with that collection: an alias swap in
+the middle of a query (one store transaction) changes the next query, never half of this one.
 """
 
 from __future__ import annotations
@@ -14,11 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit.documents import Hit
-from ragkit.encoders.fingerprint import same_encoder
 from ragkit.errors import (
     ConfigError,
     DegradedSearchWarning,
-    EncoderMismatchError,
     IndexCorruptError,
     WorkspaceError,
 )
@@ -58,7 +60,8 @@ class Searcher:
         config = self.workspace.config
         collection = self._collection_for_query(alias)
         base_mode, use_rerank = self._resolve_mode(collection, mode, rerank)
-        fault = self._reader(collection)[2] if base_mode == "hybrid" else None
+        reader = self._reader(collection)
+        fault = reader[2] if base_mode == "hybrid" else None
         if fault is not None:
             # The dense channel alone still answers; a sparse fault must not take it down.
             warnings.warn(
@@ -67,21 +70,14 @@ class Searcher:
                 stacklevel=4,
             )
             base_mode = "dense"
-        fusion = config.fusion
+        fusion = collection.record.spec.fusion_for(config)
         depth = k
         if base_mode == "hybrid":
             depth = max(k, fusion.depth)
         if use_rerank:
             depth = max(depth, config.rerank.top_n)
         channels = ("dense", "sparse") if base_mode == "hybrid" else (base_mode,)
-        runs = self.channel_runs(
-            texts,
-            depth=depth,
-            where=where,
-            channels=channels,
-            alias=alias,
-            query_vectors=query_vectors,
-        )
+        runs = self._channel_runs(collection, reader, texts, depth, where, channels, query_vectors)
         if base_mode == "hybrid":
             ranked = [
                 fuse(
@@ -110,29 +106,43 @@ class Searcher:
         alias: str,
         query_vectors: np.ndarray | None,
     ) -> list[list[dict[int, float]]]:
-        workspace = self.workspace
         collection = self._collection_for_query(alias)
-        dense, sparse, sparse_fault = self._reader(collection)
+        reader = self._reader(collection)
+        return self._channel_runs(collection, reader, texts, depth, where, channels, query_vectors)
+
+    def _channel_runs(
+        self,
+        collection: Collection,
+        reader: tuple[DenseIndex, Any, IndexCorruptError | None],
+        texts: list[str],
+        depth: int,
+        where: Where,
+        channels: tuple[str, ...],
+        query_vectors: np.ndarray | None,
+    ) -> list[list[dict[int, float]]]:
+        workspace = self.workspace
+        dense, sparse, sparse_fault = reader
         if "sparse" in channels and sparse_fault is not None:
             raise sparse_fault
         allowed = None
         filters = parse_filters(where)
         if filters:
-            allowed = workspace.store.chunk_ids_where(*filters_sql(filters))
+            where_sql, params = filters_sql(filters)
+            allowed = workspace.store.chunk_ids_where(where_sql, params, collection.chunking_fp)
             if len(allowed) == 0:
                 return [[{} for _ in texts] for _ in channels]
+        channel = workspace.sparse_channel_for(collection)
         runs: list[list[dict[int, float]]] = []
         for channel_name in channels:
             if channel_name == "dense":
                 vectors = query_vectors
                 if vectors is None:
-                    vectors = workspace.encoder.encode_queries(texts)
+                    vectors = workspace.encoder_for(collection).encode_queries(texts)
                 elif len(vectors) != len(texts):
                     raise ConfigError(f"{len(vectors)} query vectors for {len(texts)} queries")
                 runs.append(_as_runs(*dense.search(vectors, depth, allowed_ids=allowed)))
-            elif sparse is not None and workspace.sparse_channel is not None:
-                found = workspace.sparse_channel.search(sparse, texts, depth, allowed)
-                runs.append(_as_runs(*found))
+            elif sparse is not None and channel is not None:
+                runs.append(_as_runs(*channel.search(sparse, texts, depth, allowed)))
             else:
                 raise ConfigError(f"collection {collection.name!r} has no sparse index")
         return runs
@@ -141,7 +151,9 @@ class Searcher:
         workspace = self.workspace
         collection = workspace.collection(alias)
         modes = ["dense"]
-        if collection is not None and collection.has_sparse(workspace.sparse_channel):
+        if collection is not None and collection.has_sparse(
+            workspace.sparse_channel_for(collection)
+        ):
             modes += ["sparse", "hybrid"]
         if workspace.config.rerank.model:
             modes.append(f"{modes[-1]}+rerank")
@@ -151,7 +163,7 @@ class Searcher:
         self, collection: Collection, mode: str | None, rerank: bool | str | None
     ) -> tuple[str, bool]:
         config = self.workspace.config
-        has_sparse = collection.has_sparse(self.workspace.sparse_channel)
+        has_sparse = collection.has_sparse(self.workspace.sparse_channel_for(collection))
         requested = mode or ("hybrid" if has_sparse else "dense")
         base, _, suffix = requested.partition("+")
         if base not in ("dense", "sparse", "hybrid") or suffix not in ("", "rerank"):
@@ -162,8 +174,9 @@ class Searcher:
         if base != "dense" and not has_sparse:
             raise ConfigError(
                 f"query mode {base!r} needs a sparse index, and collection {collection.name!r} "
-                f"has none for the configured channel ({config.sparse.model!r}); set "
-                "[sparse] model in ragkit.toml and run `ragkit ingest` to build it"
+                f"has none for its channel ({collection.record.spec.sparse.model!r}); a "
+                "collection with a sparse channel is made with `create_collection(..., "
+                "sparse=...)` (or, planned, `ragkit migrate`)"
             )
         use_rerank = bool(suffix) or bool(rerank) or (rerank is None and bool(config.rerank.model))
         if use_rerank and not (isinstance(rerank, str) or config.rerank.model):
@@ -197,23 +210,21 @@ class Searcher:
         return cached
 
     def _collection_for_query(self, alias: str) -> Collection:
+        """The alias (or collection name) resolved once; the collection's own encoder is
+        loaded (or taken from the cache) here, so a mismatch is refused before any search."""
         workspace = self.workspace
         collection = workspace.collection(alias)
         if collection is None:
+            if alias == "default":
+                raise WorkspaceError(
+                    f"{workspace.root}: nothing is indexed yet (no collection behind alias "
+                    f"{alias!r}); run `ragkit ingest PATH` first"
+                )
+            known = ", ".join(sorted({*workspace.store.aliases(), *_names(workspace)}))
             raise WorkspaceError(
-                f"{workspace.root}: nothing is indexed yet (no collection behind alias {alias!r}); "
-                "run `ragkit ingest PATH` first"
+                f"{workspace.root}: no collection or alias {alias!r}; known: {known or 'none'}"
             )
-        described = workspace.encoder.fingerprint
-        fingerprint = described["id"]
-        record = collection.record
-        if not same_encoder(record.model_fp, record.encoder, described):
-            raise EncoderMismatchError(
-                f"collection {collection.name!r} was built with encoder "
-                f"{collection.record.encoder.get('name')!r} ({collection.record.model_fp[:12]}); "
-                f"the query encoder {workspace.encoder.name!r} has fingerprint {fingerprint[:12]}. "
-                "Query with the collection's encoder, or migrate the collection."
-            )
+        workspace.encoder_for(collection)
         return collection
 
     def _reader(self, collection: Collection) -> tuple[DenseIndex, Any, IndexCorruptError | None]:
@@ -224,7 +235,7 @@ class Searcher:
         if cached and cached[0] == collection.record.generation:
             return cached[1], cached[2], cached[3]
         dense = collection.load_dense()
-        channel = self.workspace.sparse_channel
+        channel = self.workspace.sparse_channel_for(collection)
         sparse, fault = None, None
         if channel is not None and collection.has_sparse(channel):
             try:
@@ -233,6 +244,10 @@ class Searcher:
                 fault = exc
         self._readers[collection.name] = (collection.record.generation, dense, sparse, fault)
         return dense, sparse, fault
+
+
+def _names(workspace: Workspace) -> list[str]:
+    return [record.name for record in workspace.store.collections()]
 
 
 def _as_runs(scores: np.ndarray, ids: np.ndarray) -> list[dict[int, float]]:

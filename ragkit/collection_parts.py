@@ -1,0 +1,169 @@
+"""The working parts of each collection, built from its own spec and cached between uses.
+
+A collection is queried and written with *its* encoder, chunker and sparse channel, not with
+whatever ragkit.toml says now: encoders are loaded from the spec and cached per fingerprint
+(two collections of one model share one), chunkers per chunking fingerprint, sparse channels
+per channel spec. An encoder handed to the workspace in memory (``ragkit.open(...,
+encoder=...)``) stands for the configured one: it answers for every collection with its
+fingerprint, and a collection that claims the same model under another fingerprint is refused
+instead of being answered by other vectors.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ragkit.chunking import Chunker
+from ragkit.collection_spec import ChunkingSpec, CollectionSpec, EncoderSpec
+from ragkit.encoders.fingerprint import hash_text, same_encoder, serialized_at_rest
+from ragkit.errors import EncoderMismatchError, RagkitError
+from ragkit.sparse_channel import SparseChannel, make_sparse_channel
+
+if TYPE_CHECKING:
+    from ragkit.collection import Collection
+    from ragkit.config import ChunkingConfig, WorkspaceConfig
+    from ragkit.encoders.dense import DenseEncoder
+
+__all__ = ["CollectionParts", "chunker_for", "encoder_spec_of", "tokenizer_id"]
+
+
+class CollectionParts:
+    def __init__(self, config: WorkspaceConfig, override: DenseEncoder | None = None) -> None:
+        self.config = config
+        self.override = override
+        self._encoders: dict[str, DenseEncoder] = {}
+        self._chunkers: dict[tuple[str, str], Chunker] = {}
+        self._channels: dict[str, SparseChannel | None] = {}
+        self._lock = threading.RLock()
+
+    def add_encoder(self, encoder: DenseEncoder) -> None:
+        """Make an encoder in memory available to the collections of its fingerprint."""
+        with self._lock:
+            self._encoders[encoder.fingerprint["id"]] = encoder
+
+    def encoder(self, collection: Collection) -> DenseEncoder:
+        record = collection.record
+        spec = record.spec.encoder
+        fingerprint = spec.fingerprint or record.model_fp
+        with self._lock:
+            override = self.override
+            if override is not None and same_encoder(
+                fingerprint, record.encoder, override.fingerprint
+            ):
+                return override
+            cached = self._encoders.get(fingerprint)
+            if cached is not None:
+                return cached
+            if override is not None and override.name == spec.model:
+                raise _mismatch(collection, override)
+            encoder = self._load(collection)
+            if not same_encoder(fingerprint, record.encoder, encoder.fingerprint):
+                raise _mismatch(collection, encoder, loaded=True)
+            self._encoders[fingerprint] = encoder
+            return encoder
+
+    def _load(self, collection: Collection) -> DenseEncoder:
+        from ragkit.encoders.dense import DenseEncoder
+
+        spec = collection.record.spec.encoder
+        try:
+            return DenseEncoder.load(spec.config(self.config.encoder))
+        except RagkitError as exc:
+            raise EncoderMismatchError(
+                f"collection {collection.name!r} needs its encoder {spec.model!r} "
+                f"({spec.fingerprint[:12]}), which cannot be loaded: {exc}"
+            ) from exc
+
+    def chunker(self, collection: Collection) -> Chunker:
+        encoder = self.encoder(collection)
+        spec = collection.record.spec.chunking
+        key = (encoder.fingerprint["id"], spec.fingerprint)
+        with self._lock:
+            chunker = self._chunkers.get(key)
+            if chunker is None:
+                chunker = chunker_for(encoder, spec.config())
+                self._chunkers[key] = chunker
+            return chunker
+
+    def sparse_channel(self, collection: Collection) -> SparseChannel | None:
+        spec = collection.record.spec.sparse
+        key = f"{spec.model}\0{spec.max_seq_length}"
+        with self._lock:
+            if key not in self._channels:
+                self._channels[key] = make_sparse_channel(spec.config(self.config.sparse))
+            return self._channels[key]
+
+    def remember_channel(self, spec: CollectionSpec, channel: SparseChannel | None) -> None:
+        """Reuse a channel already built for the same spec (its model stays loaded once)."""
+        key = f"{spec.sparse.model}\0{spec.sparse.max_seq_length}"
+        with self._lock:
+            self._channels.setdefault(key, channel)
+
+
+def chunker_for(encoder: DenseEncoder, config: ChunkingConfig) -> Chunker:
+    return Chunker(
+        encoder.tokens,
+        config,
+        encoder_max_tokens=encoder.max_seq_length,
+        prompt=encoder.document_prompt,
+        tokenizer_id=tokenizer_id(encoder),
+    )
+
+
+def encoder_spec_of(encoder: DenseEncoder, config: WorkspaceConfig | None) -> EncoderSpec:
+    """The spec of a loaded encoder: the settings ``config`` gave it (None: an encoder built
+    in memory, described by what it does), and what they resolved to."""
+    described: dict[str, Any]
+    if config is not None:
+        settings = config.encoder
+        described = {
+            "model": settings.model,
+            "query_prompt": settings.query_prompt,
+            "document_prompt": settings.document_prompt,
+            "truncate_dim": settings.truncate_dim,
+            "max_seq_length": settings.max_seq_length,
+            "api_key_env": settings.api_key_env,
+        }
+    else:
+        described = {
+            "model": encoder.name,
+            "query_prompt": encoder.query_prompt,
+            "document_prompt": encoder.document_prompt,
+            "truncate_dim": encoder.truncate_dim,
+        }
+    return EncoderSpec(
+        **described, name=encoder.name, dim=encoder.dim, fingerprint=encoder.fingerprint["id"]
+    )
+
+
+def chunking_spec_of(chunker: Chunker, config: ChunkingConfig, tokenizer: str) -> ChunkingSpec:
+    return ChunkingSpec(
+        max_tokens=config.max_tokens,
+        overlap_tokens=config.overlap_tokens,
+        context_headers=config.context_headers,
+        tokenizer=tokenizer,
+        fingerprint=chunker.fingerprint,
+    )
+
+
+def tokenizer_id(encoder: DenseEncoder) -> str:
+    tokenizer = encoder.model.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    try:
+        return hash_text(serialized_at_rest(backend))
+    except AttributeError:
+        return str(encoder.fingerprint["id"])
+
+
+def _mismatch(
+    collection: Collection, encoder: DenseEncoder, *, loaded: bool = False
+) -> EncoderMismatchError:
+    record = collection.record
+    given = "loaded from its spec" if loaded else "given to the workspace"
+    return EncoderMismatchError(
+        f"collection {collection.name!r} was built with encoder "
+        f"{record.spec.encoder.name!r} ({record.model_fp[:12]}); the encoder {given}, "
+        f"{encoder.name!r}, has fingerprint {encoder.fingerprint['id'][:12]}. Query and write "
+        "it with the collection's own encoder, or migrate the collection."
+    )
