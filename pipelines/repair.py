@@ -26,6 +26,7 @@ from ragkit.doctor import (
     check_workspace,
 )
 from ragkit.embedding_cache import encode_into_cache
+from ragkit.indexes import close_index
 from ragkit.sparse_channel import SparseChannel
 from ragkit.workspace import Workspace
 
@@ -132,7 +133,5 @@ def _commit_rebuild(
             writer.commit()
         writer.after_commit()
     finally:
-        close = getattr(writer.index, "close", None)
-        if close is not None:
-            close()
+        close_index(writer.index)
     return collection.record.generation
