@@ -16,7 +16,7 @@ from itertools import groupby
 from ragkit.config import ChunkingConfig
 from ragkit.documents import Block, Chunk, Document
 from ragkit.encoders.fingerprint import hash_text
-from ragkit.encoders.tokens import TokenCounter
+from ragkit.encoders.protocol import TokenCounting
 
 __all__ = ["Chunker", "chunk_id_for", "doc_id_for"]
 
@@ -46,7 +46,7 @@ class Chunker:
 
     def __init__(
         self,
-        tokens: TokenCounter,
+        tokens: TokenCounting,
         config: ChunkingConfig,
         *,
         encoder_max_tokens: int,
@@ -174,7 +174,7 @@ def _join(units: list[_Unit]) -> str:
     return "".join(parts)
 
 
-def _token_windows(tokens: TokenCounter, text: str, budget: int) -> list[tuple[str, int]]:
+def _token_windows(tokens: TokenCounting, text: str, budget: int) -> list[tuple[str, int]]:
     spans = tokens.offsets(text)
     out = []
     for start in range(0, len(spans), budget):
@@ -183,6 +183,6 @@ def _token_windows(tokens: TokenCounter, text: str, budget: int) -> list[tuple[s
     return out
 
 
-def _cut_tokens(tokens: TokenCounter, text: str, limit: int) -> str:
+def _cut_tokens(tokens: TokenCounting, text: str, limit: int) -> str:
     spans = tokens.offsets(text)
     return text[: spans[limit - 1][1]] if len(spans) > limit > 0 else text
