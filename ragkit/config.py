@@ -31,8 +31,13 @@ __all__ = [
 
 @dataclass(kw_only=True)
 class EncoderConfig:
-    """The dense encoder. ``model = "default"`` is all-MiniLM-L6-v2 shipped as a PyPI package."""
+    """The dense encoder. ``model = "default"`` is all-MiniLM-L6-v2 shipped as a PyPI package.
 
+    ``provider`` names the encoder registry entry that builds it (``ragkit.encoders.registry``);
+    the other keys are read by that provider.
+    """
+
+    provider: str = "sentence-transformers"
     model: str = "default"
     query_prompt: str | None = None
     document_prompt: str | None = None

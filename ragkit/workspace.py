@@ -19,8 +19,9 @@ from ragkit.chunking import Chunker
 from ragkit.collection import Collection
 from ragkit.config import WorkspaceConfig
 from ragkit.documents import Hit
-from ragkit.encoders.dense import DenseEncoder
-from ragkit.encoders.fingerprint import hash_text, is_legacy_of, serialized_at_rest
+from ragkit.encoders.fingerprint import is_legacy_of
+from ragkit.encoders.protocol import Encoder
+from ragkit.encoders.registry import load_encoder
 from ragkit.errors import EncoderMismatchError, StoreDamagedError, WorkspaceError
 from ragkit.lock import WorkspaceLock
 from ragkit.retrieval.search import Searcher
@@ -42,7 +43,7 @@ def open_workspace(
     path: str | Path = ".ragkit",
     *,
     create: bool = True,
-    encoder: DenseEncoder | None = None,
+    encoder: Encoder | None = None,
 ) -> Workspace:
     """Open (or create) a workspace folder. ``encoder`` overrides the configured one."""
     root = Path(path)
@@ -58,7 +59,7 @@ def open_workspace(
 
 
 class Workspace:
-    def __init__(self, root: Path, *, encoder: DenseEncoder | None = None) -> None:
+    def __init__(self, root: Path, *, encoder: Encoder | None = None) -> None:
         self.root = root
         self.config_path = root / CONFIG_NAME
         _refuse_a_lost_store(root)
@@ -74,9 +75,9 @@ class Workspace:
 
     # -- parts, built on first use ----------------------------------------------------------
     @property
-    def encoder(self) -> DenseEncoder:
+    def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = DenseEncoder.load(self.config.encoder)
+            self._encoder = load_encoder(self.config.encoder)
         return self._encoder
 
     @property
@@ -317,10 +318,5 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail)[:40] or "encoder"
 
 
-def _tokenizer_id(encoder: DenseEncoder) -> str:
-    tokenizer = encoder.model.tokenizer
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-    try:
-        return hash_text(serialized_at_rest(backend))
-    except AttributeError:
-        return encoder.fingerprint["id"]
+def _tokenizer_id(encoder: Encoder) -> str:
+    return encoder.tokens.id or encoder.fingerprint["id"]
