@@ -721,6 +721,45 @@ def run_damage(probe: Probe) -> None:
         probe.record("damaged workspace", case.title, problems, tag=case.tag)
 
 
+# -- 5. workspace consistency ---------------------------------------------------------------------
+def run_consistency(probe: Probe) -> None:
+    """One folder named two ways is one source; a new tokenizer is a new encoder."""
+    base = probe.root / "consistency"
+    good_files(base / "docs", "cons", 10, seed=21)
+    probe.workspace(base / "ws")
+    problems = []
+    for arg in ("docs", str(base / "docs"), "./docs/"):
+        if why := probe.run(["ingest", arg, "-w", "ws", "--json"], cwd=base).trouble((0,)):
+            problems.append(f"ingest {arg}: {why}")
+    rows = chunk_texts(base / "ws")
+    if len(rows) != len(set((path, text) for path, _, text in rows)):
+        copies = len(rows) - len(set((path, text) for path, _, text in rows))
+        problems.append(f"{copies} chunks stored twice (the folder became a second source)")
+    probe.record("consistency", "one folder ingested by relative and absolute path", problems)
+    if probe.model == "default":
+        return
+    model = base / "tiny-model"
+    shutil.copytree(probe.model, model)
+    ws = base / "ws-tokenizer"
+    ws.mkdir()
+    (ws / "ragkit.toml").write_text(f'[encoder]\nmodel = "{model}"\n')
+    problems = []
+    first = probe.run(["ingest", "docs", "-w", str(ws), "--json"], cwd=base)
+    tokenizer = json.loads((model / "tokenizer.json").read_text())
+    tokenizer["normalizer"] = None  # no lowercasing: same weights, other token ids
+    (model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    again = probe.run(["ingest", "docs", "-w", str(ws), "--json"], cwd=base)
+    query = probe.run(["query", "backup", "-w", str(ws), "--json"], cwd=base)
+    report = again.json() if not again.trouble((0,)) else None
+    if why := first.trouble((0,)):
+        problems.append(f"first ingest: {why}")
+    elif query.traceback:
+        problems.append("query: traceback")
+    elif not (report and report["chunks_encoded"]) and query.rc == 0:
+        problems.append("tokenizer changed, vectors kept and queries answered with them")
+    probe.record("consistency", "tokenizer changed under the same model folder", problems)
+
+
 # -- the tiny encoder, output, main ---------------------------------------------------------------
 def _save_tiny_model(folder: Path) -> None:
     """The test suite's tiny StaticEmbedding (tests/conftest.py), saved as a model folder."""
@@ -741,7 +780,7 @@ def _warm_imports() -> None:
         importlib.import_module(f"ragkit.connectors.{module}")
 
 
-CATEGORIES = ("inputs", "kill -9", "concurrency", "damaged workspace")
+CATEGORIES = ("inputs", "kill -9", "concurrency", "damaged workspace", "consistency")
 
 
 def summary(results: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:
@@ -783,7 +822,9 @@ def main() -> None:
     p = _common.argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer kills and files (< 3 minutes)")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-    p.add_argument("--only", default="", help="comma-separated: inputs,kill,concurrency,damage")
+    p.add_argument(
+        "--only", default="", help="comma-separated: inputs,kill,concurrency,damage,consistency"
+    )
     p.add_argument("--kills", type=int, default=None, help="kill -9 rounds (default 10 / 40)")
     p.add_argument(
         "--timeout", type=float, default=0, help="seconds per command (default 20 quick, 60)"
@@ -813,6 +854,7 @@ def main() -> None:
             ("kill", lambda: run_kills(probe, kills, 200 if args.quick else 400)),
             ("concurrency", lambda: run_concurrency(probe, 200 if args.quick else 400)),
             ("damage", lambda: run_damage(probe)),
+            ("consistency", lambda: run_consistency(probe)),
         ]
         for name, step in steps:
             if not only or name in only:
