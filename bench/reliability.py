@@ -764,8 +764,8 @@ def run_consistency(probe: Probe) -> None:
     (model / "tokenizer.json").write_text(json.dumps(tokenizer))
     again = probe.run(["ingest", "docs", "-w", str(ws), "--json"], cwd=base)
     query = probe.run(["query", "backup", "-w", str(ws), "--json"], cwd=base)
-    report = again.json() if not again.trouble((0,)) else None
-    if why := first.trouble((0,)):
+    report = again.json() if not again.trouble((0, 3)) else None
+    if why := first.trouble((0, 3)):  # (0, 3): the folder holds the file that turned bad
         problems.append(f"first ingest: {why}")
     elif query.traceback:
         problems.append("query: traceback")
