@@ -42,7 +42,9 @@ _WESTERN = ("cp1252", "latin_1", "iso8859_15")
 
 # C0 control characters other than tab, newline, carriage return and form feed: a NUL past the
 # binary sniff or a stray escape code is never text, and NULs break SQLite FTS and tokenizers.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]+")
+# Lone surrogates (a JSON "\ud800" escape) are no text either: they cannot be encoded as UTF-8,
+# so the tokenizer and SQLite would refuse the whole batch.
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0e-\x1f\ud800-\udfff]+")
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class DecodedText:
 
 
 def strip_controls(text: str) -> tuple[str, int]:
-    """Remove C0 control characters (except ``\\t \\n \\r \\f``); return the count removed."""
+    """Remove C0 control characters (except ``\\t \\n \\r \\f``) and lone surrogates; return
+    the count removed."""
     removed = 0
 
     def count(match: re.Match[str]) -> str:
@@ -73,8 +76,8 @@ def strip_controls(text: str) -> tuple[str, int]:
 
 def _controls_problem(count: int) -> str:
     return (
-        f"removed {count} control character{'' if count == 1 else 's'} (NUL or other C0 codes); "
-        "the file may be partly binary or damaged"
+        f"removed {count} control character{'' if count == 1 else 's'} (NUL, other C0 codes "
+        "or lone surrogates); the file may be partly binary or damaged"
     )
 
 

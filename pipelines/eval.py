@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragkit.encoders.dense import DenseEncoder
+from ragkit.encoders.protocol import Encoder
 from ragkit.evaluation import (
     DEFAULT_METRICS,
     Comparison,
@@ -77,7 +77,7 @@ def eval_dataset(
     split: str = "dev",
     workspace: str | Path | None = None,
     modes: Sequence[str] | None = None,
-    encoder: DenseEncoder | None = None,
+    encoder: Encoder | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     depth: int = 100,
     max_queries: int | None = None,

@@ -2,9 +2,14 @@
 
 Unchanged files are skipped on (size, mtime) and then on content hash without parsing; changed
 files replace only the documents that changed; files gone from a source leave store and index.
-Each batch commits store rows and a new index generation together (see ``ragkit.collection``),
-so killing the process at any point leaves the last committed state, and the next run finishes
-the work without duplicates — texts already embedded come from the cache, not the encoder.
+
+Every ``building`` and ``live`` collection is kept in step: a document is chunked once per
+chunking spec among them (collections chunked alike share the rows), each collection's
+vectors come from its own encoder (through the cache), and one store transaction per batch
+commits the rows and a new index generation of every collection together (see
+``ragkit.collection``). Killing the process at any point leaves the last committed state, and
+the next run finishes the work without duplicates — texts already embedded come from the
+cache, not the encoder.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.chunking import TooManyChunksError, doc_id_for
-from ragkit.collection import CollectionWriter
+from ragkit.chunking import Chunker, TooManyChunksError, doc_id_for
+from ragkit.collection import Collection, CollectionWriter
+from ragkit.collection_spec import MIGRATION_HINT
 from ragkit.config import SourceConfig
 from ragkit.connectors import LoadOptions, read_source_bytes
 from ragkit.connectors.base import UnsafeSourceError, printable_path
@@ -29,10 +35,16 @@ from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
 from ragkit.connectors.pool import ParsePool
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
+from ragkit.encoders.protocol import Encoder
 from ragkit.errors import ConnectorError
 from ragkit.pipelines.sources import remember_sources, resolve_sources
+from ragkit.sparse_channel import SparseChannel
 from ragkit.store import FileRecord
 from ragkit.workspace import Workspace
+from ragkit.workspace_status import collection_drift
+
+#: the states of the collections every write reaches
+WRITTEN_STATES = ("building", "live")
 
 __all__ = ["FileFailure", "IngestReport", "ingest"]
 
@@ -129,10 +141,51 @@ class _Batch:
     delete_files: list[tuple[str, str]] = field(default_factory=list)
     delete_docs: list[str] = field(default_factory=list)
     put_docs: list[tuple[str, str, str, Document, str]] = field(default_factory=list)
-    chunks: list[Chunk] = field(default_factory=list)
+    #: chunking fingerprint -> the new chunks made under it
+    chunks: dict[str, list[Chunk]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.put_files or self.delete_files or self.delete_docs or self.put_docs)
+
+    @property
+    def size(self) -> int:
+        return max((len(chunks) for chunks in self.chunks.values()), default=0)
+
+
+@dataclass
+class _Target:
+    """One collection kept in step by this job, with its own parts."""
+
+    collection: Collection
+    encoder: Encoder
+    channel: SparseChannel | None
+    writer: CollectionWriter
+
+    @property
+    def chunking_fp(self) -> str:
+        return self.collection.chunking_fp
+
+    @property
+    def model_fp(self) -> str:
+        return self.collection.record.model_fp
+
+
+def open_targets(workspace: Workspace) -> list[_Target]:
+    """Every building and live collection, each with its encoder, channel and writer."""
+    targets = []
+    for collection in workspace.collections():
+        if collection.state not in WRITTEN_STATES:
+            continue
+        channel = workspace.sparse_channel_for(collection)
+        targets.append(
+            _Target(
+                collection,
+                workspace.encoder_for(collection),
+                channel,
+                CollectionWriter(collection, channel),
+            )
+        )
+    return targets
 
 
 class _IngestJob:
@@ -156,24 +209,26 @@ class _IngestJob:
 
     def run(self, sources: list[SourceConfig]) -> IngestReport:
         started = time.perf_counter()
-        encoder, chunker = self.ws.encoder, self.ws.chunker
-        self.collection = self.ws.ensure_collection()
-        self.channel = self.ws.sparse_channel
-        self.writer = CollectionWriter(self.collection, self.channel)
-        if self.writer.sparse_needs_rebuild and self.channel is not None:
-            self.channel.warm(self.store, self.progress)
-        self.model_fp = encoder.fingerprint["id"]
-        if self.store.get_meta("chunking_fp") not in (None, chunker.fingerprint):
-            self._rechunk_all()
+        default = self.ws.ensure_collection()
+        drift = collection_drift(self.ws, default)
+        if drift:
+            self.report.problems.append(
+                f"collection {default.name!r}: ragkit.toml differs from its spec ("
+                + "; ".join(map(str, drift))
+                + f"): {MIGRATION_HINT}"
+            )
+        self.targets = open_targets(self.ws)
+        self.chunkers: dict[str, Chunker] = {}
+        for target in self.targets:
+            self.chunkers.setdefault(target.chunking_fp, self.ws.chunker_for(target.collection))
+            if target.writer.sparse_needs_rebuild and target.channel is not None:
+                target.channel.warm(self.store, self.progress, target.chunking_fp)
         # One pool for the whole job: workers start on the first file that needs parsing and
         # are stopped on the way out, also when an exception or Ctrl-C ends the job early.
         with ParsePool.for_options(self.options) as self.pool:
             for source in sources:
                 self._ingest_source(source)
         self._flush()
-        self.store.set_meta("chunking_fp", chunker.fingerprint)
-        if self.collection.record.chunking_fp != chunker.fingerprint:
-            self.store.set_collection(self.collection.name, chunking_fp=chunker.fingerprint)
         self.report.seconds = time.perf_counter() - started
         return self.report
 
@@ -268,8 +323,9 @@ class _IngestJob:
         made first, so one over ``max_chunks_per_file`` fails alone (ConnectorError)."""
         existing = self.store.documents_of_file(source, file_path)
         staged: set[str] = set()
-        todo: list[tuple[str, Document, str, list[Chunk]]] = []
-        room = self.options.max_chunks_per_file or None  # chunks the file may still make
+        todo: list[tuple[str, Document, str, dict[str, list[Chunk]]]] = []
+        cap = self.options.max_chunks_per_file or None
+        room = dict.fromkeys(self.chunkers, cap)  # chunks the file may still make, per chunking
         for document in documents:
             doc_id = doc_id_for(source, document.uri)
             if doc_id in staged:
@@ -281,9 +337,11 @@ class _IngestJob:
             content_hash = _document_hash(document)
             if existing.get(doc_id) == content_hash:
                 continue
-            chunks = self._chunk_capped(file_path, doc_id, document, room)
-            if room is not None:
-                room -= len(chunks)
+            chunks = {}
+            for fp, chunker in self.chunkers.items():
+                chunks[fp] = self._chunk_capped(chunker, file_path, doc_id, document, room[fp])
+                left = room[fp]
+                room[fp] = None if left is None else left - len(chunks[fp])
             todo.append((doc_id, document, content_hash, chunks))
         for doc_id, document, content_hash, chunks in todo:
             if doc_id in existing:
@@ -298,11 +356,11 @@ class _IngestJob:
         self._delete_documents({d: h for d, h in existing.items() if d not in staged})
 
     def _chunk_capped(
-        self, file_path: str, doc_id: str, document: Document, room: int | None
+        self, chunker: Chunker, file_path: str, doc_id: str, document: Document, room: int | None
     ) -> list[Chunk]:
         """Chunks of one document of a file that may make ``room`` more (None: no cap)."""
         try:
-            return self.ws.chunker.chunk(doc_id, document, max_chunks=room)
+            return chunker.chunk(doc_id, document, max_chunks=room)
         except TooManyChunksError:
             limit = self.options.max_chunks_per_file
             raise ConnectorError(
@@ -318,26 +376,15 @@ class _IngestJob:
         file_path: str,
         document: Document,
         content_hash: str,
-        chunks: list[Chunk] | None = None,
+        chunks: dict[str, list[Chunk]],
     ) -> None:
         self.batch.put_docs.append((doc_id, source, file_path, document, content_hash))
-        if chunks is None:
-            chunks = self.ws.chunker.chunk(doc_id, document)
-        self.batch.chunks.extend(chunks)
+        for fp, made in chunks.items():
+            self.batch.chunks.setdefault(fp, []).extend(made)
 
     def _delete_documents(self, documents: dict[str, str]) -> None:
         self.report.documents_deleted += len(documents)
         self.batch.delete_docs.extend(documents)
-
-    def _rechunk_all(self) -> None:
-        """Chunking settings changed: re-chunk stored documents (no re-parsing, cached vectors)."""
-        rows = self.store._query("SELECT doc_id, source, file_path, content_hash FROM documents")
-        for doc_id, source, file_path, content_hash in rows:
-            self.batch.delete_docs.append(doc_id)
-            self._stage_document(
-                doc_id, source, file_path, self.store.load_document(doc_id), content_hash
-            )
-            self._maybe_flush()
 
     def _fail(self, path: str | Path, reason: str) -> None:
         self.report.files_failed += 1
@@ -345,46 +392,61 @@ class _IngestJob:
 
     # -- commit -----------------------------------------------------------------------------
     def _maybe_flush(self) -> None:
-        if len(self.batch.chunks) >= self.commit_every:
+        if self.batch.size >= self.commit_every:
             self._flush()
 
     def _flush(self) -> None:
+        """One store transaction for the batch's rows and a new generation of every target."""
         batch, self.batch = self.batch, _Batch()
-        if not batch and not self.writer.dirty:
+        targets = self.targets
+        if not batch and not any(t.writer.dirty for t in targets):
             return
-        vectors = self._vectors_for(batch.chunks)
-        sparse_prepared = None
-        if self.channel is not None:
-            sparse_prepared = self.channel.prepare(batch.chunks, self.store, self.progress)
-        try:
-            with self.store.transaction():
-                removed = np.array(
-                    self.store.chunk_ids_of_documents(batch.delete_docs), dtype=np.int64
+        vectors, prepared = {}, {}
+        for target in targets:
+            chunks = batch.chunks.get(target.chunking_fp, [])
+            vectors[target.collection.name] = self._vectors_for(target, chunks)
+            if target.channel is not None:
+                prepared[target.collection.name] = target.channel.prepare(
+                    chunks, self.store, self.progress
                 )
-                self.store.delete_documents(batch.delete_docs)
+        store = self.store
+        try:
+            with store.transaction():
+                removed = {
+                    fp: np.array(store.chunk_ids_of_documents(batch.delete_docs, fp), np.int64)
+                    for fp in self.chunkers
+                }
+                store.delete_documents(batch.delete_docs)
                 for doc_id, source, file_path, document, content_hash in batch.put_docs:
-                    self.store.put_document(doc_id, source, file_path, document, content_hash)
-                new_ids = np.array(self.store.insert_chunks(batch.chunks), dtype=np.int64)
+                    store.put_document(doc_id, source, file_path, document, content_hash)
+                new_ids = {
+                    fp: np.array(store.insert_chunks(batch.chunks.get(fp, []), fp), np.int64)
+                    for fp in self.chunkers
+                }
                 for record in batch.put_files:
-                    self.store.put_file(record)
+                    store.put_file(record)
                 for source, path in batch.delete_files:
-                    self.store.delete_file(source, path)
-                self.writer.apply(removed, new_ids, vectors, sparse_prepared)
-                self.writer.commit()
+                    store.delete_file(source, path)
+                for target in targets:
+                    name, fp = target.collection.name, target.chunking_fp
+                    target.writer.apply(removed[fp], new_ids[fp], vectors[name], prepared.get(name))
+                    target.writer.commit()
         except BaseException:
-            self.writer.after_rollback()
+            for target in targets:
+                target.writer.after_rollback()
             raise
-        self.writer.after_commit()
-        self.report.chunks_added += len(batch.chunks)
-        self.report.chunks_deleted += len(removed)
+        for target in targets:
+            target.writer.after_commit()
+        self.report.chunks_added += sum(len(chunks) for chunks in batch.chunks.values())
+        self.report.chunks_deleted += sum(len(ids) for ids in removed.values())
         self.report.commits += 1
 
-    def _vectors_for(self, chunks: list[Chunk]) -> np.ndarray:
-        encoder = self.ws.encoder
+    def _vectors_for(self, target: _Target, chunks: list[Chunk]) -> np.ndarray:
+        encoder, model_fp = target.encoder, target.model_fp
         if not chunks:
             return np.zeros((0, encoder.dim), dtype=np.float32)
         hashes = [c.text_hash for c in chunks]
-        cached = self.store.cached_vectors(hashes, self.model_fp, encoder.dim)
+        cached = self.store.cached_vectors(hashes, model_fp, encoder.dim)
         todo: dict[str, str] = {}
         for chunk in chunks:
             if chunk.text_hash not in cached:
@@ -392,9 +454,7 @@ class _IngestJob:
         self.report.chunks_from_cache += len(chunks) - sum(1 for c in chunks if c.text_hash in todo)
         if todo:
             started = time.perf_counter()
-            cached.update(
-                encode_into_cache(encoder, self.store, self.model_fp, todo, self.progress)
-            )
+            cached.update(encode_into_cache(encoder, self.store, model_fp, todo, self.progress))
             self.report.encode_seconds += time.perf_counter() - started
             self.report.chunks_encoded += len(todo)
         return np.stack([cached[h] for h in hashes])

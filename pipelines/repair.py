@@ -28,6 +28,7 @@ from ragkit.doctor import (
 )
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import EncoderMismatchError
+from ragkit.indexes import close_index
 from ragkit.sparse_channel import SparseChannel
 from ragkit.workspace import Workspace
 
@@ -136,7 +137,5 @@ def _commit_rebuild(
             writer.commit()
         writer.after_commit()
     finally:
-        close = getattr(writer.index, "close", None)
-        if close is not None:
-            close()
+        close_index(writer.index)
     return collection.record.generation

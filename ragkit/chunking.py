@@ -23,7 +23,7 @@ from itertools import chain, groupby
 from ragkit.config import ChunkingConfig
 from ragkit.documents import Block, Chunk, Document
 from ragkit.encoders.fingerprint import hash_text
-from ragkit.encoders.tokens import TokenCounter
+from ragkit.encoders.protocol import TokenCounting
 from ragkit.errors import RagkitError
 
 __all__ = ["Chunker", "TooManyChunksError", "chunk_id_for", "doc_id_for"]
@@ -67,7 +67,7 @@ class Chunker:
 
     def __init__(
         self,
-        tokens: TokenCounter,
+        tokens: TokenCounting,
         config: ChunkingConfig,
         *,
         encoder_max_tokens: int,
@@ -277,7 +277,7 @@ def _join(units: list[_Unit]) -> str:
     return "".join(parts)
 
 
-def _token_windows(tokens: TokenCounter, text: str, budget: int) -> Iterator[tuple[str, int]]:
+def _token_windows(tokens: TokenCounting, text: str, budget: int) -> Iterator[tuple[str, int]]:
     """Windows of ``budget`` tokens over a text with no other boundary, tokenized a segment at
     a time: the offsets of every token of a 50 MB text would not fit in memory. The last token
     of a segment may be cut by the segment's end, so it is read again with the next one."""
@@ -303,6 +303,6 @@ def _token_windows(tokens: TokenCounter, text: str, budget: int) -> Iterator[tup
         start += spans[usable][0] if usable < len(spans) else spans[usable - 1][1]
 
 
-def _cut_tokens(tokens: TokenCounter, text: str, limit: int) -> str:
+def _cut_tokens(tokens: TokenCounting, text: str, limit: int) -> str:
     spans = tokens.offsets(text)
     return text[: spans[limit - 1][1]] if len(spans) > limit > 0 else text

@@ -23,7 +23,14 @@ import numpy as np
 from ragkit.config import IndexConfig
 from ragkit.errors import IndexCorruptError, RagkitError
 from ragkit.index_checksums import file_digest
-from ragkit.indexes import DENSE_SUFFIX, DenseIndex, create_dense_index, load_dense_index
+from ragkit.indexes import (
+    DenseIndex,
+    NeedsRetrain,
+    SupportsReconcile,
+    create_dense_index,
+    dense_backend,
+    load_dense_index,
+)
 from ragkit.sparse_channel import SparseChannel, load_sparse, sparse_path
 from ragkit.store import CollectionRecord, Store
 
@@ -58,7 +65,8 @@ class Collection:
             self.record = record
 
     def dense_path(self, generation: int) -> Path:
-        return self.dir / f"dense.g{generation:06d}.{DENSE_SUFFIX[self.index_config.backend]}"
+        suffix = dense_backend(self.index_config.backend).suffix
+        return self.dir / f"dense.g{generation:06d}.{suffix}"
 
     def empty_dense(self) -> DenseIndex:
         """A new, empty dense index of this collection's backend and dimension."""
@@ -189,8 +197,8 @@ class CollectionWriter:
             self.index = self.collection.empty_dense()
         else:
             self.index = self.collection.load_dense()
-            if hasattr(self.index, "reconcile"):
-                self._reconcile()
+            if isinstance(self.index, SupportsReconcile):
+                self._reconcile(self.index)
         self._dirty = bool(self._rebuild)
         self.sparse: Any = None
         self._sparse_rebuild = False
@@ -208,11 +216,11 @@ class CollectionWriter:
         elif self.collection.record.sparse_fp:
             self._dirty = True  # the sparse channel was switched off: drop it at the next commit
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, index: SupportsReconcile) -> None:
         """A backend written in place (a Qdrant server or store) may hold changes of a batch
         whose store transaction never committed; make it match the store before writing."""
         store_ids = self.collection.store.all_chunk_ids(self.collection.chunking_fp)
-        extra, missing = self.index.reconcile(store_ids)
+        extra, missing = index.reconcile(store_ids)
         if len(extra):
             self.index.remove(extra)
         if len(missing):
@@ -229,9 +237,8 @@ class CollectionWriter:
     ) -> None:
         if len(removed_ids) and not self._needs_rebuild:
             self._needs_rebuild = not self.index.remove(removed_ids)
-        retrain = getattr(self.index, "needs_retrain", None)
-        if not self._needs_rebuild and retrain is not None:
-            self._needs_rebuild = retrain(len(new_ids))
+        if not self._needs_rebuild and isinstance(self.index, NeedsRetrain):
+            self._needs_rebuild = self.index.needs_retrain(len(new_ids))
         if not self._needs_rebuild:
             self.index.add(new_ids, vectors)
         if self.channel is not None and not self._sparse_rebuild:

@@ -16,33 +16,33 @@ from typing import TYPE_CHECKING, Any
 
 from ragkit.chunking import Chunker
 from ragkit.collection_spec import ChunkingSpec, CollectionSpec, EncoderSpec
-from ragkit.encoders.fingerprint import hash_text, same_encoder, serialized_at_rest
+from ragkit.encoders.fingerprint import same_encoder
 from ragkit.errors import EncoderMismatchError, RagkitError
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 
 if TYPE_CHECKING:
     from ragkit.collection import Collection
     from ragkit.config import ChunkingConfig, WorkspaceConfig
-    from ragkit.encoders.dense import DenseEncoder
+    from ragkit.encoders.protocol import Encoder
 
 __all__ = ["CollectionParts", "chunker_for", "encoder_spec_of", "tokenizer_id"]
 
 
 class CollectionParts:
-    def __init__(self, config: WorkspaceConfig, override: DenseEncoder | None = None) -> None:
+    def __init__(self, config: WorkspaceConfig, override: Encoder | None = None) -> None:
         self.config = config
         self.override = override
-        self._encoders: dict[str, DenseEncoder] = {}
+        self._encoders: dict[str, Encoder] = {}
         self._chunkers: dict[tuple[str, str], Chunker] = {}
         self._channels: dict[str, SparseChannel | None] = {}
         self._lock = threading.RLock()
 
-    def add_encoder(self, encoder: DenseEncoder) -> None:
+    def add_encoder(self, encoder: Encoder) -> None:
         """Make an encoder in memory available to the collections of its fingerprint."""
         with self._lock:
             self._encoders[encoder.fingerprint["id"]] = encoder
 
-    def encoder(self, collection: Collection) -> DenseEncoder:
+    def encoder(self, collection: Collection) -> Encoder:
         record = collection.record
         spec = record.spec.encoder
         fingerprint = spec.fingerprint or record.model_fp
@@ -63,12 +63,12 @@ class CollectionParts:
             self._encoders[fingerprint] = encoder
             return encoder
 
-    def _load(self, collection: Collection) -> DenseEncoder:
-        from ragkit.encoders.dense import DenseEncoder
+    def _load(self, collection: Collection) -> Encoder:
+        from ragkit.encoders.protocol import Encoder
 
         spec = collection.record.spec.encoder
         try:
-            return DenseEncoder.load(spec.config(self.config.encoder))
+            return Encoder.load(spec.config(self.config.encoder))
         except RagkitError as exc:
             raise EncoderMismatchError(
                 f"collection {collection.name!r} needs its encoder {spec.model!r} "
@@ -101,7 +101,7 @@ class CollectionParts:
             self._channels.setdefault(key, channel)
 
 
-def chunker_for(encoder: DenseEncoder, config: ChunkingConfig) -> Chunker:
+def chunker_for(encoder: Encoder, config: ChunkingConfig) -> Chunker:
     return Chunker(
         encoder.tokens,
         config,
@@ -111,13 +111,14 @@ def chunker_for(encoder: DenseEncoder, config: ChunkingConfig) -> Chunker:
     )
 
 
-def encoder_spec_of(encoder: DenseEncoder, config: WorkspaceConfig | None) -> EncoderSpec:
+def encoder_spec_of(encoder: Encoder, config: WorkspaceConfig | None) -> EncoderSpec:
     """The spec of a loaded encoder: the settings ``config`` gave it (None: an encoder built
     in memory, described by what it does), and what they resolved to."""
     described: dict[str, Any]
     if config is not None:
         settings = config.encoder
         described = {
+            "provider": settings.provider,
             "model": settings.model,
             "query_prompt": settings.query_prompt,
             "document_prompt": settings.document_prompt,
@@ -130,7 +131,7 @@ def encoder_spec_of(encoder: DenseEncoder, config: WorkspaceConfig | None) -> En
             "model": encoder.name,
             "query_prompt": encoder.query_prompt,
             "document_prompt": encoder.document_prompt,
-            "truncate_dim": encoder.truncate_dim,
+            "truncate_dim": getattr(encoder, "truncate_dim", None),
         }
     return EncoderSpec(
         **described, name=encoder.name, dim=encoder.dim, fingerprint=encoder.fingerprint["id"]
@@ -147,17 +148,12 @@ def chunking_spec_of(chunker: Chunker, config: ChunkingConfig, tokenizer: str) -
     )
 
 
-def tokenizer_id(encoder: DenseEncoder) -> str:
-    tokenizer = encoder.model.tokenizer
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-    try:
-        return hash_text(serialized_at_rest(backend))
-    except AttributeError:
-        return str(encoder.fingerprint["id"])
+def tokenizer_id(encoder: Encoder) -> str:
+    return encoder.tokens.id or str(encoder.fingerprint["id"])
 
 
 def _mismatch(
-    collection: Collection, encoder: DenseEncoder, *, loaded: bool = False
+    collection: Collection, encoder: Encoder, *, loaded: bool = False
 ) -> EncoderMismatchError:
     record = collection.record
     given = "loaded from its spec" if loaded else "given to the workspace"

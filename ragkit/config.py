@@ -32,8 +32,13 @@ __all__ = [
 
 @dataclass(kw_only=True)
 class EncoderConfig:
-    """The dense encoder. ``model = "default"`` is all-MiniLM-L6-v2 shipped as a PyPI package."""
+    """The dense encoder. ``model = "default"`` is all-MiniLM-L6-v2 shipped as a PyPI package.
 
+    ``provider`` names the encoder registry entry that builds it (``ragkit.encoders.registry``);
+    the other keys are read by that provider.
+    """
+
+    provider: str = "sentence-transformers"
     model: str = "default"
     #: the environment variable holding the API key of a remote encoder (never the key itself)
     api_key_env: str = ""

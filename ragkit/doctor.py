@@ -20,6 +20,7 @@ import numpy as np
 from ragkit.collection import Collection
 from ragkit.errors import IndexCorruptError, StoreDamagedError, WorkspaceError
 from ragkit.index_checksums import file_digest
+from ragkit.indexes import close_index
 from ragkit.sparse_channel import SparseChannel, sparse_path
 
 if TYPE_CHECKING:
@@ -341,6 +342,4 @@ class _Empty:
 
 def _close(index: Any) -> None:
     """Qdrant backends hold a client or an open shard; FAISS and BM25 hold nothing."""
-    close = getattr(index, "close", None)
-    if close is not None:
-        close()
+    close_index(index)

@@ -23,9 +23,15 @@ from ragkit.config import SparseConfig
 from ragkit.documents import Chunk
 from ragkit.encoders.fingerprint import hash_text
 from ragkit.errors import IndexCorruptError
+from ragkit.registry import Registry
 from ragkit.store import Store
 
-__all__ = ["SparseChannel", "make_sparse_channel"]
+__all__ = [
+    "SPARSE_CHANNELS",
+    "SparseChannel",
+    "make_sparse_channel",
+    "register_sparse_channel",
+]
 
 ProgressCallback = Callable[[str, int], None]
 
@@ -67,18 +73,36 @@ class SparseChannel(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+#: channel name -> ``SparseConfig -> SparseChannel``; filled by the decorator below.
+SPARSE_CHANNELS: Registry[Callable[[SparseConfig], SparseChannel]] = Registry(
+    "sparse channel", "sparse.model"
+)
+#: the channel a ``[sparse] model`` that names no channel is given: a SPLADE model name or path
+MODEL_CHANNEL = "splade"
+_OFF = ("", "none", "off")
+
+
+def register_sparse_channel(name: str) -> Callable[[Any], Any]:
+    """Decorator over a channel class (or ``config -> channel`` function)."""
+    return SPARSE_CHANNELS.register(name)
+
+
 def make_sparse_channel(config: SparseConfig) -> SparseChannel | None:
-    name = config.model.strip()
-    if name.lower() in ("", "none", "off"):
+    """The channel ``[sparse] model`` names, or None when switched off; a name that is no
+    registered channel is a SPLADE model (a hub name or a local folder)."""
+    name = config.model.strip().lower()
+    if name in _OFF:
         return None
-    if name.lower() == "bm25":
-        return Bm25Channel()
-    return SpladeChannel(config)
+    return SPARSE_CHANNELS.get(name if name in SPARSE_CHANNELS else MODEL_CHANNEL)(config)
 
 
+@register_sparse_channel("bm25")
 class Bm25Channel:
     kind = "bm25"
     suffix = "bm25"
+
+    def __init__(self, config: SparseConfig | None = None) -> None:
+        """BM25 has no settings of its own; ``config`` is taken for a uniform constructor."""
 
     @property
     def fingerprint(self) -> str:
@@ -130,6 +154,7 @@ class Bm25Channel:
         return index.search_texts(list(texts), k, allowed_ids=allowed_ids)
 
 
+@register_sparse_channel(MODEL_CHANNEL)
 class SpladeChannel:
     kind = "splade"
     suffix = "splade.npz"

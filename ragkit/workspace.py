@@ -31,6 +31,8 @@ from ragkit.collection_spec import CollectionSpec
 from ragkit.config import WorkspaceConfig
 from ragkit.documents import Hit
 from ragkit.encoders.fingerprint import is_legacy_of
+from ragkit.encoders.protocol import Encoder
+from ragkit.encoders.registry import load_encoder
 from ragkit.errors import StoreDamagedError, WorkspaceError
 from ragkit.lock import WorkspaceLock
 from ragkit.retrieval.search import Searcher
@@ -42,7 +44,6 @@ from ragkit.workspace_status import workspace_status
 if TYPE_CHECKING:
     from ragkit.config import ChunkingConfig, EncoderConfig, IndexConfig, SparseConfig
     from ragkit.doctor import DoctorReport
-    from ragkit.encoders.dense import DenseEncoder
     from ragkit.pipelines.ingest import IngestReport
 
 __all__ = ["DEFAULT_ALIAS", "Workspace", "open_workspace"]
@@ -55,7 +56,7 @@ def open_workspace(
     path: str | Path = ".ragkit",
     *,
     create: bool = True,
-    encoder: DenseEncoder | None = None,
+    encoder: Encoder | None = None,
 ) -> Workspace:
     """Open (or create) a workspace folder. ``encoder`` overrides the configured one."""
     root = Path(path)
@@ -71,7 +72,7 @@ def open_workspace(
 
 
 class Workspace:
-    def __init__(self, root: Path, *, encoder: DenseEncoder | None = None) -> None:
+    def __init__(self, root: Path, *, encoder: Encoder | None = None) -> None:
         self.root = root
         self.config_path = root / CONFIG_NAME
         _refuse_a_lost_store(root)
@@ -88,13 +89,11 @@ class Workspace:
 
     # -- the configured parts (ragkit.toml), which seed a new collection --------------------
     @property
-    def encoder(self) -> DenseEncoder:
+    def encoder(self) -> Encoder:
         """The configured encoder (or the one given to :func:`open_workspace`). A collection
         is written and queried with its own: :meth:`encoder_for`."""
         if self._encoder is None:
-            from ragkit.encoders.dense import DenseEncoder
-
-            self._encoder = DenseEncoder.load(self.config.encoder)
+            self._encoder = load_encoder(self.config.encoder)
         return self._encoder
 
     @property
@@ -111,7 +110,7 @@ class Workspace:
         return self._sparse_channel  # type: ignore[return-value]
 
     # -- each collection's own parts, from its spec ----------------------------------------
-    def encoder_for(self, collection: Collection) -> DenseEncoder:
+    def encoder_for(self, collection: Collection) -> Encoder:
         return self.parts.encoder(collection)
 
     def chunker_for(self, collection: Collection) -> Chunker:
@@ -152,14 +151,13 @@ class Workspace:
         with self.store.transaction():
             self.store.put_collection(record)
             self.store.set_alias(DEFAULT_ALIAS, name)
-        self.parts.remember_channel(record.spec, self.sparse_channel)
         return Collection(self.store, self.root, record)
 
     def new_collection_record(
         self,
         name: str,
         *,
-        encoder: DenseEncoder | EncoderConfig | None = None,
+        encoder: Encoder | EncoderConfig | None = None,
         chunking: ChunkingConfig | None = None,
         index: IndexConfig | None = None,
         sparse: SparseConfig | None = None,
@@ -175,11 +173,10 @@ class Workspace:
             loaded, described = encoder, None  # type: ignore[assignment]
             self.parts.add_encoder(loaded)
         else:
-            from ragkit.encoders.dense import DenseEncoder
-
             described = dataclasses.replace(config, encoder=encoder)
-            loaded = DenseEncoder.load(encoder)  # type: ignore[arg-type]
+            loaded = Encoder.load(encoder)  # type: ignore[arg-type]
             self.parts.add_encoder(loaded)
+        self.parts.add_encoder(loaded)
         chunking = chunking or config.chunking
         chunker = chunker_for(loaded, chunking)
         seed = dataclasses.replace(
@@ -190,6 +187,8 @@ class Workspace:
             encoder=encoder_spec_of(loaded, described),
             chunking=chunking_spec_of(chunker, chunking, tokenizer_id(loaded)),
         )
+        if sparse is None:  # the configured channel serves it: one model loaded, not two
+            self.parts.remember_channel(spec, self.sparse_channel)
         fingerprint = loaded.fingerprint
         return CollectionRecord(
             name=name,
@@ -208,7 +207,7 @@ class Workspace:
         self,
         name: str,
         *,
-        encoder: DenseEncoder | EncoderConfig | None = None,
+        encoder: Encoder | EncoderConfig | None = None,
         chunking: ChunkingConfig | None = None,
         index: IndexConfig | None = None,
         sparse: SparseConfig | None = None,

@@ -44,7 +44,20 @@ def test_jsonl_escaped_nul_never_reaches_the_text() -> None:
     result = parse(b'{"id": 1, "text": "a\\u0000b\\u0007c"}\n', "jsonl")
     assert result.documents[0].text == "abc"
     assert result.problems == [
-        "removed 2 control characters (NUL or other C0 codes); "
+        "removed 2 control characters (NUL, other C0 codes or lone surrogates); "
+        "the file may be partly binary or damaged"
+    ]
+
+
+def test_jsonl_lone_surrogate_never_reaches_the_text() -> None:
+    # A lone surrogate cannot be encoded as UTF-8: it stopped the whole batch in the tokenizer.
+    result = parse(b'{"id": "s", "text": "surr \\ud800 word", "title": "t\\udfff"}\n', "jsonl")
+    document = result.documents[0]
+    assert document.text == "surr  word"
+    assert document.title == "t"
+    document.text.encode("utf-8")
+    assert result.problems == [
+        "removed 1 control character (NUL, other C0 codes or lone surrogates); "
         "the file may be partly binary or damaged"
     ]
 
@@ -114,7 +127,7 @@ def test_nul_after_the_binary_sniff_is_stripped_and_counted() -> None:
         assert not CONTROL_CODES & set(text), fmt
         assert "tail[0m end" in text, fmt
         assert result.problems == [
-            "removed 3 control characters (NUL or other C0 codes); "
+            "removed 3 control characters (NUL, other C0 codes or lone surrogates); "
             "the file may be partly binary or damaged"
         ], fmt
 

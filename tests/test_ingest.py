@@ -34,7 +34,10 @@ def index_ids(kit: ragkit.Workspace) -> set[int]:
 
 
 def store_ids(kit: ragkit.Workspace) -> set[int]:
-    return set(kit.store.all_chunk_ids().tolist())
+    """Chunk ids of the default collection's chunking (other collections may chunk otherwise)."""
+    collection = kit.collection()
+    scope = collection.chunking_fp if collection is not None else None
+    return set(kit.store.all_chunk_ids(scope).tolist())
 
 
 def test_ingest_then_query_finds_the_right_section(workspace, docs) -> None:  # type: ignore[no-untyped-def]
@@ -133,15 +136,32 @@ def test_a_file_that_turns_bad_keeps_its_last_good_version(workspace, docs) -> N
     assert workspace.query("banana cherry", k=1)[0].uri == "fruit.txt"
 
 
-def test_rechunking_reuses_cached_vectors(tmp_path, tiny_encoder, docs) -> None:  # type: ignore[no-untyped-def]
+def test_a_chunking_edit_is_reported_not_applied_and_a_new_collection_reuses_the_cache(
+    tmp_path, tiny_encoder, docs
+) -> None:  # type: ignore[no-untyped-def]
     kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
     kit.ingest(docs)
+    before = store_ids(kit)
     kit.close()
     kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
-    kit.config.chunking = ChunkingConfig(max_tokens=400, context_headers=True, overlap_tokens=8)
+    kit.config.chunking = ChunkingConfig(max_tokens=400, context_headers=False, overlap_tokens=8)
     report = kit.ingest()
-    assert report.chunks_encoded == 0 and report.chunks_from_cache == 4
-    assert store_ids(kit) == index_ids(kit)
+    assert (report.chunks_added, report.chunks_deleted, report.chunks_encoded) == (0, 0, 0)
+    assert any("chunking.context_headers" in p and "ragkit migrate" in p for p in report.problems)
+    assert store_ids(kit) == before == index_ids(kit)  # the live collection kept its chunks
+    # The new settings go to a collection of their own, over the same documents.
+    calls: list[int] = []
+    original = tiny_encoder.encode_documents
+    tiny_encoder.encode_documents = lambda texts: calls.append(len(texts)) or original(texts)
+    try:
+        other = kit.create_collection("no-headers", chunking=kit.config.chunking)
+    finally:
+        del tiny_encoder.encode_documents
+    assert other.chunking_fp != kit.collection().chunking_fp
+    ids = set(kit.store.all_chunk_ids(other.chunking_fp).tolist())
+    assert len(ids) == 4 and not ids & before and set(other.load_dense().ids().tolist()) == ids
+    assert sum(calls) == 4  # no headers: other texts, so encoded once (and cached)
+    assert store_ids(kit) == before == index_ids(kit)
     kit.close()
 
 
@@ -277,33 +297,43 @@ def test_qdrant_written_in_place_is_reconciled_after_a_failed_commit(
     kit.close()
 
 
-def test_switching_to_splade_builds_its_index_from_the_store_and_caches_it(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+def test_a_splade_collection_beside_bm25_shares_the_chunks_and_caches_its_vectors(
+    workspace, docs
+) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("cognition", reason="the default SPLADE model ships with ragkit[sparse]")
     workspace.ingest(docs)
+    bm25 = workspace.collection()
     workspace.config.sparse.model = "splade"
     workspace._sparse_channel = False  # re-read the config
     channel = workspace.sparse_channel
     calls: list[int] = []
     original = channel.encoder.encode_documents
     channel.encoder.encode_documents = lambda texts: calls.append(len(texts)) or original(texts)
-    report = workspace.ingest(docs)
-    assert report.chunks_encoded == 0  # dense vectors untouched
-    assert sum(calls) == 4  # every chunk encoded once by SPLADE
+    report = workspace.ingest(docs)  # the edit is reported, the live collection keeps BM25
+    assert any(
+        "sparse.model: the collection has 'bm25', ragkit.toml says 'splade'" in p
+        for p in report.problems
+    )
+    assert calls == [] and workspace.collection().record.sparse["kind"] == "bm25"
+    splade = workspace.create_collection("splade")  # seeded from the config: SPLADE
+    assert splade.chunking_fp == bm25.chunking_fp  # the same chunk rows, not a copy
+    assert workspace.store.counts()["chunks"] == 4
+    assert sum(calls) == 4  # every chunk encoded once by SPLADE, dense vectors from the cache
     cached = workspace.store.cached_blobs(
         [h for _, h, _ in workspace.store.chunk_hashes()], channel.fingerprint
     )
     assert len(cached) == 4
-    assert store_ids(workspace) == index_ids(workspace)
-    assert workspace.query("dog pear", k=1, mode="sparse")[0].headings == ("Pets", "Dogs")
-    # back to BM25 and again to SPLADE: the SPLADE vectors come from the cache
-    for model in ("bm25", "splade"):
-        workspace.config.sparse.model = model
-        workspace._sparse_channel = False
-        if model == "splade":
-            workspace._sparse_channel = channel
-        workspace.ingest(docs)
-    assert sum(calls) == 4
-    assert store_ids(workspace) == index_ids(workspace)
+    hit = workspace.query("dog pear", k=1, mode="sparse", collection="splade")[0]
+    assert hit.headings == ("Pets", "Dogs")
+    # Both collections are kept in step by the next ingest; SPLADE encodes only the new chunk.
+    write(docs / "new.md", "# Birds\n\nthe bird ate a plum\n")
+    workspace.ingest(docs)
+    assert sum(calls) == 5
+    for name in (bm25.name, "splade"):
+        collection = workspace.collection(name)
+        sparse = workspace.sparse_channel_for(collection)
+        ids = set(collection.load_sparse(sparse).ids().tolist())
+        assert ids == set(collection.load_dense().ids().tolist()) == store_ids(workspace)
 
 
 def test_precision_is_resolved_and_kept_out_of_the_fingerprint(tiny_model) -> None:  # type: ignore[no-untyped-def]

@@ -48,17 +48,52 @@ def test_a_query_through_another_tokenizer_is_refused(workspace, docs) -> None: 
 
 
 def test_a_new_store_and_an_upgraded_one_have_the_same_tables(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == UPGRADES[-1][0] == 2
+    assert SCHEMA_VERSION == UPGRADES[-1][0] == 3
     old = shutil.copy(FIXTURE / "ws" / "store.sqlite", tmp_path / "old.sqlite")
     with ragkit.open(tmp_path / "new") as kit:
         new_tables = _tables(kit.store.path)
     store = ragkit.store.Store(Path(old))
     assert store.schema_version == 1 and "index_checksums" not in _tables(Path(old))
-    assert store.upgrade() == [2] and store.upgrade() == []
-    assert store.schema_version == 2 and _tables(Path(old)) == new_tables
+    assert store.upgrade() == [2, 3] and store.upgrade() == []
+    assert store.schema_version == 3 and _tables(Path(old)) == new_tables
     db = sqlite3.connect(":memory:")
     create_tables(db)
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
+
+
+def test_the_upgrade_to_3_keeps_chunk_ids_scopes_chunks_and_stores_each_spec(
+    tmp_path: Path,
+) -> None:
+    old = Path(shutil.copy(FIXTURE / "ws" / "store.sqlite", tmp_path / "old.sqlite"))
+    db = sqlite3.connect(old)
+    before = db.execute("SELECT id, chunk_id, text_hash FROM chunks ORDER BY id").fetchall()
+    (meta_fp,) = db.execute("SELECT value FROM meta WHERE key='chunking_fp'").fetchone()
+    db.execute("DELETE FROM chunks WHERE id = (SELECT MAX(id) FROM chunks)")  # a deleted chunk
+    db.commit()
+    db.close()
+    store = ragkit.store.Store(old)
+    read_before = store.collections()[0]  # a reader of the old store sees the spec to come
+    assert read_before.state == "live" and read_before.spec.encoder.fingerprint == LEGACY_FP
+    store.upgrade()
+    (record,) = store.collections()
+    assert record.spec == read_before.spec
+    assert record.state == "live" and record.spec.chunking.fingerprint == meta_fp
+    assert (record.spec.encoder.model, record.spec.encoder.dim) == ("default", 384)
+    assert record.spec.index.backend == "faiss" and record.spec.sparse.model == "bm25"
+    assert "qdrant_api_key" not in record.index
+    after = store._query("SELECT id, chunk_id, text_hash, chunking_fp FROM chunks ORDER BY id")
+    assert [tuple(row[:3]) for row in after] == before[:-1]
+    assert {row[3] for row in after} == {meta_fp}
+    assert len(store.all_chunk_ids(meta_fp)) == len(before) - 1
+    assert len(store.all_chunk_ids("another chunking")) == 0
+    # AUTOINCREMENT kept its counter: the deleted chunk's id is never given out again.
+    with store.transaction():
+        store._exec(
+            "INSERT INTO chunks(chunking_fp, chunk_id, doc_id, ordinal, text, context,"
+            " headings_json, text_hash) SELECT chunking_fp, 'new', doc_id, 0, '', '', '[]', ''"
+            " FROM chunks LIMIT 1"
+        )
+    assert store.all_chunk_ids(meta_fp).max() == before[-1][0] + 1
 
 
 def _tables(path: Path) -> dict[str, str]:
@@ -108,6 +143,7 @@ def test_a_workspace_written_by_0_1_0_answers_the_same_and_is_upgraded_once(
     assert record.name == status["collection"]
     assert record.model_fp == default_encoder.fingerprint["id"]
     assert record.encoder["upgraded_from"] == LEGACY_FP and "tokenizer" in record.encoder
+    assert record.spec.encoder.fingerprint == record.model_fp and record.state == "live"
     assert kit.store.schema_version == SCHEMA_VERSION
     assert kit.store.counts() == status["counts"]
     cached = kit.store.count_uncached(record.model_fp, record.dim)

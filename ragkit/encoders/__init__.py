@@ -2,6 +2,23 @@
 
 from ragkit.encoders.dense import DenseEncoder
 from ragkit.encoders.fingerprint import fingerprint_model
-from ragkit.encoders.registry import DEFAULT_DENSE_MODEL, resolve_model_path
+from ragkit.encoders.protocol import Encoder, TokenCounting
+from ragkit.encoders.registry import (
+    DEFAULT_DENSE_MODEL,
+    ENCODERS,
+    load_encoder,
+    register_encoder,
+    resolve_model_path,
+)
 
-__all__ = ["DEFAULT_DENSE_MODEL", "DenseEncoder", "fingerprint_model", "resolve_model_path"]
+__all__ = [
+    "DEFAULT_DENSE_MODEL",
+    "ENCODERS",
+    "DenseEncoder",
+    "Encoder",
+    "TokenCounting",
+    "fingerprint_model",
+    "load_encoder",
+    "register_encoder",
+    "resolve_model_path",
+]

@@ -19,13 +19,14 @@ from ragkit.encoders.registry import (
     offline_if_local,
     pick_device,
     quiet_loading,
+    register_encoder,
     resolve_model_path,
     resolve_precision,
 )
 from ragkit.encoders.tokens import TokenCounter
 from ragkit.errors import ConfigError
 
-__all__ = ["DenseEncoder"]
+__all__ = ["DenseEncoder", "load_sentence_transformer"]
 
 
 class DenseEncoder:
@@ -110,6 +111,7 @@ class DenseEncoder:
     def config_for(self, model: str) -> EncoderConfig:
         """This encoder's settings (prompts, truncation, batch size, precision) for ``model``."""
         return EncoderConfig(
+            provider=SENTENCE_TRANSFORMERS,
             model=model,
             query_prompt=self.query_prompt,
             document_prompt=self.document_prompt,
@@ -184,6 +186,15 @@ class DenseEncoder:
         import torch
 
         return torch.autocast(self._device_type, dtype=self.autocast_dtype)
+
+
+SENTENCE_TRANSFORMERS = "sentence-transformers"
+
+
+@register_encoder(SENTENCE_TRANSFORMERS)
+def load_sentence_transformer(config: EncoderConfig) -> DenseEncoder:
+    """The ``sentence-transformers`` provider: any local folder or hub model name."""
+    return DenseEncoder.load(config)
 
 
 def _default_prompts(model: Any, name: str) -> tuple[str, str]:

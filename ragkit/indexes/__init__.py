@@ -1,7 +1,9 @@
-"""Index backends: one file each, resolved by name through :func:`create_dense_index`.
+"""Index backends: one file each, resolved by name through :data:`DENSE_BACKENDS`.
 
-A new backend is one new file, one line in each function below, and a pass of the shared
-conformance suite (``tests/test_index_conformance.py``).
+A new backend is one new file whose class has ``from_config`` and ``load``, one registry entry
+(``@register_dense_backend`` on the class, or an import path in ``indexes/registry.py`` to keep
+its dependencies lazy), and a pass of the shared conformance suite
+(``tests/test_index_conformance.py``). Importing this package imports no backend library.
 """
 
 from __future__ import annotations
@@ -9,54 +11,47 @@ from __future__ import annotations
 from pathlib import Path
 
 from ragkit.config import IndexConfig
-from ragkit.errors import ConfigError
-from ragkit.indexes.base import DenseIndex, atomic_write
+from ragkit.indexes.base import (
+    Closeable,
+    DenseIndex,
+    NeedsRetrain,
+    SupportsReconcile,
+    atomic_write,
+)
+from ragkit.indexes.registry import (
+    DENSE_BACKENDS,
+    DenseBackend,
+    dense_backend,
+    register_dense_backend,
+)
 
 __all__ = [
     "DENSE_BACKENDS",
-    "DENSE_SUFFIX",
+    "Closeable",
+    "DenseBackend",
     "DenseIndex",
+    "NeedsRetrain",
+    "SupportsReconcile",
     "atomic_write",
+    "close_index",
     "create_dense_index",
+    "dense_backend",
     "load_dense_index",
+    "register_dense_backend",
 ]
-
-DENSE_BACKENDS = ("faiss", "qdrant", "qdrant-edge")
-# The file (or folder) name suffix of one generation of each backend.
-DENSE_SUFFIX = {"faiss": "faiss", "qdrant": "qdrant.json", "qdrant-edge": "qedge"}
-
-
-def _unknown(config: IndexConfig) -> ConfigError:
-    return ConfigError(f"index.backend={config.backend!r} is unknown; use one of {DENSE_BACKENDS}")
 
 
 def create_dense_index(dim: int, config: IndexConfig, *, directory: Path, name: str) -> DenseIndex:
-    if config.backend == "faiss":
-        from ragkit.indexes.faiss_index import FaissIndex
-
-        return FaissIndex(dim, config)
-    if config.backend == "qdrant":
-        from ragkit.indexes.qdrant_index import QdrantIndex
-
-        return QdrantIndex.from_config(dim, config, directory=directory, name=name)
-    if config.backend == "qdrant-edge":
-        from ragkit.indexes.qdrant_edge_index import QdrantEdgeIndex
-
-        return QdrantEdgeIndex.from_config(dim, config, directory=directory)
-    raise _unknown(config)
+    """A new, empty index of the configured backend."""
+    return dense_backend(config.backend).create(dim, config, directory=directory, name=name)
 
 
 def load_dense_index(path: Path, dim: int, config: IndexConfig) -> DenseIndex:
-    if config.backend == "faiss":
-        from ragkit.indexes.faiss_index import FaissIndex
+    """A saved generation of the configured backend."""
+    return dense_backend(config.backend).load(path, dim, config)
 
-        return FaissIndex.load(path, dim, config)
-    if config.backend == "qdrant":
-        from ragkit.indexes.qdrant_index import QdrantIndex
 
-        return QdrantIndex.load(path, dim, config)
-    if config.backend == "qdrant-edge":
-        from ragkit.indexes.qdrant_edge_index import QdrantEdgeIndex
-
-        return QdrantEdgeIndex.load(path, dim, config)
-    raise _unknown(config)
+def close_index(index: object) -> None:
+    """Release what an index holds (Qdrant clients and shards); FAISS and BM25 hold nothing."""
+    if isinstance(index, Closeable):
+        index.close()

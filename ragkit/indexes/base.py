@@ -1,4 +1,13 @@
-"""The small protocol every dense index backend implements, and atomic file helpers."""
+"""The small protocol every dense index backend implements, the optional abilities some have,
+and atomic file helpers.
+
+An optional ability is its own protocol, checked with ``isinstance`` where it is used (the
+collection writer, doctor), never with ``hasattr``: :class:`SupportsReconcile` (a backend
+written in place, which may hold writes of a batch whose store transaction rolled back),
+:class:`NeedsRetrain` (a trained structure that wants a rebuild once the data has outgrown
+what it was trained on) and :class:`Closeable` (a backend holding a client, a folder lock or
+an open shard). A backend declares one by having its method.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["DenseIndex", "atomic_write"]
+__all__ = ["Closeable", "DenseIndex", "NeedsRetrain", "SupportsReconcile", "atomic_write"]
 
 
 @runtime_checkable
@@ -36,6 +45,31 @@ class DenseIndex(Protocol):
     def ids(self) -> np.ndarray: ...
 
     def save(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class SupportsReconcile(Protocol):
+    """An index written in place (a Qdrant server or folder), not per generation file."""
+
+    def reconcile(self, expected_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(extra, missing)``: ids held but not expected, and expected but not held."""
+        ...
+
+
+@runtime_checkable
+class NeedsRetrain(Protocol):
+    """A trained structure (FAISS ivfpq, int8, binary) that adding to may outgrow."""
+
+    def needs_retrain(self, n_new: int) -> bool:
+        """Whether adding ``n_new`` vectors should rebuild (and retrain) from all vectors."""
+        ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """Holds a client, lock or open shard that must be released."""
+
+    def close(self) -> None: ...
 
 
 def atomic_write(path: Path, write: object) -> None:

@@ -54,6 +54,14 @@ class FaissIndex:
         self._index = index if index is not None else self._flat()
         self._gpu: Any | None = None
 
+    @classmethod
+    def from_config(
+        cls, dim: int, config: IndexConfig, *, directory: Path, name: str = ""
+    ) -> FaissIndex:
+        """A new, empty index (the registry's constructor; a FAISS index lives in memory until
+        saved, so the collection's folder and name are not needed)."""
+        return cls(dim, config)
+
     # -- construction -----------------------------------------------------------------------
     def _flat(self) -> Any:
         return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))

@@ -114,8 +114,11 @@ class QdrantEdgeIndex(QdrantChannels):
         self.path, self._owned = work, True
 
     @classmethod
-    def from_config(cls, dim: int, config: Any, *, directory: Path) -> QdrantEdgeIndex:
-        """A new, empty index whose working copy lives in the collection's folder."""
+    def from_config(
+        cls, dim: int, config: Any, *, directory: Path, name: str = ""
+    ) -> QdrantEdgeIndex:
+        """A new, empty index whose working copy lives in the collection's folder (``name``,
+        the collection's, is not needed: an Edge shard is the collection's own)."""
         return cls(
             dim,
             kind=config.kind,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.documents import Hit
-from ragkit.encoders.dense import DenseEncoder
+from ragkit.encoders.protocol import Encoder
 from ragkit.errors import MissingDependencyError
 from ragkit.workspace import Workspace, open_workspace
 
@@ -77,7 +77,7 @@ class RagkitRetriever(BaseRetriever):
 
     @classmethod
     def from_path(
-        cls, path: str | Path, *, encoder: DenseEncoder | None = None, **kwargs: Any
+        cls, path: str | Path, *, encoder: Encoder | None = None, **kwargs: Any
     ) -> RagkitRetriever:
         """Open an existing workspace folder (never creates one: an empty index is a mistake).
 
@@ -123,16 +123,16 @@ class RagkitRetriever(BaseRetriever):
 class RagkitEmbeddings(Embeddings):
     """A ragkit encoder as LangChain ``Embeddings``: the same vectors ragkit indexes and queries.
 
-    ``encoder`` is a :class:`DenseEncoder`, or a :class:`Workspace` whose configured encoder is
+    ``encoder`` is any :class:`Encoder`, or a :class:`Workspace` whose configured encoder is
     used (loaded on first use). Documents get the encoder's document prompt and queries its query
     prompt, so vectors stored elsewhere stay comparable with a ragkit index of the same encoder.
     """
 
-    def __init__(self, encoder: DenseEncoder | Workspace) -> None:
+    def __init__(self, encoder: Encoder | Workspace) -> None:
         self._source = encoder
 
     @property
-    def encoder(self) -> DenseEncoder:
+    def encoder(self) -> Encoder:
         source = self._source
         return source.encoder if isinstance(source, Workspace) else source
 

@@ -4,21 +4,33 @@ A *run* is ``{id: score}`` from one channel, higher is better. The channels' sco
 different scales (cosine in [-1, 1], BM25 unbounded), so fusion either ignores them and uses
 ranks (RRF — robust, needs no tuning) or first puts each run on a common scale (convex
 combination, DBSF). All functions are pure; ties are broken by id so results are reproducible.
+
+Methods are resolved by name through :data:`FUSION_METHODS` (``[fusion] method``); another is
+``@register_fusion("name")`` over ``method(runs, weights, *, k, normalization) -> {id: score}``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ragkit.errors import ConfigError
+from ragkit.registry import Registry
 
-__all__ = ["FUSION_METHODS", "NORMALIZATIONS", "fuse"]
+__all__ = ["FUSION_METHODS", "NORMALIZATIONS", "FusionMethod", "fuse", "register_fusion"]
 
-FUSION_METHODS = ("rrf", "convex", "dbsf")
 NORMALIZATIONS = ("minmax", "zscore")
 
 Run = Mapping[int, float]
+#: ``(runs, weights, *, k, normalization) -> {id: fused score}``; weights are checked already
+FusionMethod = Callable[..., dict[int, float]]
+
+FUSION_METHODS: Registry[FusionMethod] = Registry("fusion method", "fusion.method")
+
+
+def register_fusion(name: str) -> Callable[[FusionMethod], FusionMethod]:
+    """Decorator: make a fusion function selectable as ``[fusion] method = name``."""
+    return FUSION_METHODS.register(name)
 
 
 def fuse(
@@ -47,8 +59,7 @@ def fuse(
 
     ``weights`` default to 1 per run; ``k`` is RRF's rank constant (ignored by other methods).
     """
-    if method not in FUSION_METHODS:
-        raise ConfigError(f"fusion method {method!r} is unknown; use one of {FUSION_METHODS}")
+    combine = FUSION_METHODS.get(method)
     weights = _check_weights(weights, len(runs))
     for position, run in enumerate(runs):
         for doc_id, score in run.items():
@@ -57,18 +68,7 @@ def fuse(
                     f"run {position} gives id {doc_id} the score {score}; fusion needs finite "
                     "scores (drop missing hits, e.g. id -1, before fusing)"
                 )
-    if method == "rrf":
-        if k < 0:
-            raise ConfigError(f"RRF needs k >= 0, got k={k}")
-        fused = _rrf(runs, weights, k)
-    elif method == "convex":
-        if normalization not in NORMALIZATIONS:
-            raise ConfigError(
-                f"normalization {normalization!r} is unknown; use one of {NORMALIZATIONS}"
-            )
-        fused = _convex(runs, weights, normalization)
-    else:
-        fused = _dbsf(runs, weights)
+    fused = combine(runs, weights, k=k, normalization=normalization)
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
@@ -87,7 +87,10 @@ def _ranked(run: Run) -> list[int]:
     return [doc_id for doc_id, _ in sorted(run.items(), key=lambda item: (-item[1], item[0]))]
 
 
-def _rrf(runs: Sequence[Run], weights: list[float], k: int) -> dict[int, float]:
+@register_fusion("rrf")
+def _rrf(runs: Sequence[Run], weights: list[float], *, k: int, **_: object) -> dict[int, float]:
+    if k < 0:
+        raise ConfigError(f"RRF needs k >= 0, got k={k}")
     fused: dict[int, float] = {}
     for run, weight in zip(runs, weights, strict=True):
         for rank, doc_id in enumerate(_ranked(run), start=1):
@@ -95,7 +98,14 @@ def _rrf(runs: Sequence[Run], weights: list[float], k: int) -> dict[int, float]:
     return fused
 
 
-def _convex(runs: Sequence[Run], weights: list[float], normalization: str) -> dict[int, float]:
+@register_fusion("convex")
+def _convex(
+    runs: Sequence[Run], weights: list[float], *, normalization: str, **_: object
+) -> dict[int, float]:
+    if normalization not in NORMALIZATIONS:
+        raise ConfigError(
+            f"normalization {normalization!r} is unknown; use one of {NORMALIZATIONS}"
+        )
     all_ids = {doc_id for run in runs for doc_id in run}
     fused = dict.fromkeys(all_ids, 0.0)
     for run, weight in zip(runs, weights, strict=True):
@@ -123,7 +133,8 @@ def _zscore(run: Run) -> dict[int, float]:
     return {doc_id: (score - mean) / std for doc_id, score in run.items()}
 
 
-def _dbsf(runs: Sequence[Run], weights: list[float]) -> dict[int, float]:
+@register_fusion("dbsf")
+def _dbsf(runs: Sequence[Run], weights: list[float], **_: object) -> dict[int, float]:
     fused: dict[int, float] = {}
     for run, weight in zip(runs, weights, strict=True):
         for doc_id, value in _three_sigma(run).items():

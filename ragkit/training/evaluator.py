@@ -20,7 +20,7 @@ from ragkit.evaluation import evaluate
 from ragkit.training.mining import ChunkTable, search
 
 if TYPE_CHECKING:
-    from ragkit.encoders.dense import DenseEncoder
+    from ragkit.encoders.protocol import Encoder
     from ragkit.workspace import Workspace
 
 __all__ = ["REPORT_METRICS", "RetrievalEvaluator", "hard_subset"]
@@ -61,7 +61,7 @@ class RetrievalEvaluator:
         return "sparse" in self.kit.available_modes()
 
     def dense_chunks(
-        self, encoder: DenseEncoder, *, on_vectors: Callable[..., Any] | None = None
+        self, encoder: Encoder, *, on_vectors: Callable[..., Any] | None = None
     ) -> ChunkRun:
         vectors = self.table.vectors(self.chunks, encoder=encoder)
         if on_vectors is not None:
@@ -126,10 +126,10 @@ class RetrievalEvaluator:
     def score(self, run: DocRun) -> dict[str, float]:
         return evaluate(run, self.qrels, self.metrics).mean
 
-    def dense_score(self, encoder: DenseEncoder) -> dict[str, float]:
+    def dense_score(self, encoder: Encoder) -> dict[str, float]:
         return self.score(self.documents(self.dense_chunks(encoder)))
 
-    def evaluate(self, encoder: DenseEncoder, **kwargs: Any) -> dict[str, dict[str, float]]:
+    def evaluate(self, encoder: Encoder, **kwargs: Any) -> dict[str, dict[str, float]]:
         """``{"dense": metrics[, "hybrid": metrics]}`` for this encoder."""
         dense = self.dense_chunks(encoder, **kwargs)
         out = {"dense": self.score(self.documents(dense))}

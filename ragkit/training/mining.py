@@ -35,7 +35,7 @@ from ragkit.training.pairs import Pair, doc_key, passage_text
 
 if TYPE_CHECKING:
     from ragkit.documents import Hit
-    from ragkit.encoders.dense import DenseEncoder
+    from ragkit.encoders.protocol import Encoder
     from ragkit.workspace import Workspace
 
 __all__ = [
@@ -145,7 +145,7 @@ def mining_mode(kit: Workspace, requested: str | None = None) -> str:
 class ChunkTable:
     """Every chunk's passage text, document key and cached dense vector, read once per run."""
 
-    def __init__(self, kit: Workspace, encoder: DenseEncoder) -> None:
+    def __init__(self, kit: Workspace, encoder: Encoder) -> None:
         self.store = kit.store
         self.encoder = encoder
         hashes = self.store.chunk_hashes()
@@ -185,7 +185,7 @@ class ChunkTable:
             out.update(zip(rest, self.encoder.encode_documents(rest), strict=True))
         return out
 
-    def vectors(self, chunks: Sequence[int], *, encoder: DenseEncoder | None = None) -> np.ndarray:
+    def vectors(self, chunks: Sequence[int], *, encoder: Encoder | None = None) -> np.ndarray:
         """Dense vectors as indexed: from the store's cache, encoding only what is missing."""
         encoder = encoder or self.encoder
         hashes = [self.text_hash[c] for c in chunks]
