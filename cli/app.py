@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ragkit.cli import doctor, finetune, ingest, query, status, tune_fusion
+from ragkit.cli import collections, doctor, finetune, ingest, query, status, tune_fusion
 from ragkit.cli import eval as eval_cli
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.command("ingest")(ingest.ingest_command)
 app.command("query")(query.query_command)
 app.command("status")(status.status_command)
+app.command("collections")(collections.collections_command)
 app.command("doctor")(doctor.doctor_command)
 app.command("eval")(eval_cli.eval_command)
 app.command("tune-fusion")(tune_fusion.tune_fusion_command)

@@ -42,6 +42,10 @@ def eval_command(
         typer.Option(help="A TREC run file to compare against, with a significance test."),
     ] = None,
     max_queries: Annotated[int | None, typer.Option(help="Evaluate only the first N.")] = None,
+    collection: Annotated[
+        str,
+        typer.Option(help="The collection (or alias) to evaluate in your own workspace."),
+    ] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Measure retrieval quality: nDCG@10, MRR@10, Recall@10/100 and MAP per mode.
@@ -78,6 +82,7 @@ def eval_command(
                     baseline=base,
                     runs_dir=root / "runs",
                     progress=on_progress,
+                    collection=collection,
                 )
                 report = EvalReport(
                     dataset=str(queries),

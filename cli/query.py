@@ -34,6 +34,14 @@ def query_command(
         str | None,
         typer.Option(help="Re-rank the top hits with this cross-encoder (name or path)."),
     ] = None,
+    collection: Annotated[
+        str,
+        typer.Option(
+            "--collection",
+            "-c",
+            help="The collection (or alias) to search; its own encoder is used.",
+        ),
+    ] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
 ) -> None:
     """Search the workspace and show the best-matching chunks."""
@@ -43,7 +51,9 @@ def query_command(
         kit = ragkit.open(workspace, create=False)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DegradedSearchWarning)
-            hits = kit.query(text, k=k, where=where, mode=mode, rerank=rerank)
+            hits = kit.query(
+                text, k=k, where=where, mode=mode, rerank=rerank, collection=collection
+            )
     except RagkitError as error:
         exit_with(error)
     warn_of(caught)

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json
+from ragkit.cli.collections import collections_table, print_drift
 from ragkit.errors import RagkitError
 
 
@@ -34,18 +34,5 @@ def status_command(
     )
     for name, root in info["sources"].items():
         console.print(f"source [cyan]{name}[/] → {root}")
-    table = Table(title="collections", header_style="bold")
-    for column in ("name", "alias", "encoder", "dim", "index", "sparse", "generation", "size"):
-        table.add_column(column)
-    for c in info["collections"]:
-        table.add_row(
-            c["name"],
-            ",".join(c["aliases"]),
-            f"{c['encoder']} ({c['fingerprint'][:10]})",
-            str(c["dim"]),
-            f"{c['backend']}/{c['index']}",
-            c["sparse"] or "-",
-            str(c["generation"]),
-            f"{c['index_bytes'] / 1e6:.1f} MB",
-        )
-    console.print(table)
+    console.print(collections_table(info["collections"]))
+    print_drift(info["collections"])

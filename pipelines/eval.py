@@ -132,21 +132,25 @@ def eval_workspace(
     baseline: dict[str, dict[str, float]] | None = None,
     progress: ProgressCallback | None = None,
     batch_size: int = 256,
+    collection: str = "default",
 ) -> list[ModeResult]:
-    """Run every mode over the queries; optionally compare each to a baseline run."""
+    """Run every mode over the queries on ``collection`` (a collection or alias name);
+    optionally compare each to a baseline run."""
     notify = progress or (lambda event, n: None)
     qids = [q for q in queries if q in qrels]
     texts = [queries[q] for q in qids]
     baseline_result = evaluate(baseline, qrels, metrics) if baseline is not None else None
     results = []
-    for mode in modes or kit.available_modes():
+    for mode in modes or kit.available_modes(collection):
         notify("queries_total", len(qids))
         started = time.perf_counter()
         hits_per_query: dict[str, list[Any]] = {}
         for start in range(0, len(qids), batch_size):
             part = qids[start : start + batch_size]
             # Several chunks of one document may rank high; fetch more chunks than documents.
-            hits = kit.query_many(texts[start : start + batch_size], k=depth * 3, mode=mode)
+            hits = kit.query_many(
+                texts[start : start + batch_size], k=depth * 3, mode=mode, collection=collection
+            )
             hits_per_query.update(zip(part, hits, strict=True))
             notify("queries", len(part))
         elapsed = time.perf_counter() - started

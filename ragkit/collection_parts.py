@@ -64,11 +64,11 @@ class CollectionParts:
             return encoder
 
     def _load(self, collection: Collection) -> Encoder:
-        from ragkit.encoders.protocol import Encoder
+        from ragkit.encoders.registry import load_encoder
 
         spec = collection.record.spec.encoder
         try:
-            return Encoder.load(spec.config(self.config.encoder))
+            return load_encoder(spec.config(self.config.encoder))
         except RagkitError as exc:
             raise EncoderMismatchError(
                 f"collection {collection.name!r} needs its encoder {spec.model!r} "

@@ -168,13 +168,15 @@ class Workspace:
         sparse settings)."""
         config = self.config
         if encoder is None:
-            loaded, described = self.encoder, None if self._encoder is not None else config
+            # an encoder handed to open() is described by what it does, not by ragkit.toml
+            described = None if self.parts.override is not None else config
+            loaded = self.encoder
         elif hasattr(encoder, "fingerprint"):
             loaded, described = encoder, None  # type: ignore[assignment]
             self.parts.add_encoder(loaded)
         else:
             described = dataclasses.replace(config, encoder=encoder)
-            loaded = Encoder.load(encoder)  # type: ignore[arg-type]
+            loaded = load_encoder(encoder)  # type: ignore[arg-type]
             self.parts.add_encoder(loaded)
         self.parts.add_encoder(loaded)
         chunking = chunking or config.chunking

@@ -18,12 +18,14 @@ from ragkit.doctor import (
     CHECKSUMS,
     DENSE_FILE,
     DENSE_IDS,
+    DRIFT,
     EMBEDDINGS,
     FOREIGN_KEYS,
+    SETTINGS,
     SPARSE_FILE,
     STRAY_FILES,
 )
-from ragkit.errors import IndexCorruptError, WorkspaceLockedError
+from ragkit.errors import ConfigError, IndexCorruptError, WorkspaceLockedError
 from ragkit.indexes.faiss_index import FaissIndex
 from ragkit.lock import WorkspaceLock
 from ragkit.sparse_channel import sparse_path
@@ -136,7 +138,8 @@ def test_store_rows_are_reported_never_deleted(kit) -> None:  # type: ignore[no-
     kit.store._exec("PRAGMA foreign_keys=OFF")
     kit.store._exec("DELETE FROM documents WHERE uri = 'sub/net.md'")
     kit.store._exec("PRAGMA foreign_keys=ON")
-    kit.store.set_alias("old", "gone-collection")
+    # set_alias refuses a missing collection; an alias left dangling by a lost row is damage
+    kit.store._exec("INSERT INTO aliases(alias, collection) VALUES('old', 'gone-collection')")
     chunks = store_ids(kit)
     report = kit.doctor(repair=True)
     assert not report.ok and problems(report) == {FOREIGN_KEYS, ALIASES}
@@ -251,13 +254,20 @@ def test_splade_index_is_rebuilt_from_its_cache_without_encoding(workspace, docs
     assert store_ids(workspace) == index_ids(workspace)
 
 
-def test_a_sparse_channel_switched_on_is_built_by_repair(workspace, docs) -> None:  # type: ignore[no-untyped-def]
+def test_a_sparse_channel_switched_on_in_ragkit_toml_is_reported_as_drift_not_built(
+    workspace, docs
+) -> None:  # type: ignore[no-untyped-def]
     workspace.config.sparse.model = "none"
     workspace.ingest(docs)
     workspace.config.sparse.model = "bm25"
     workspace._sparse_channel = False  # re-read the config
     report = workspace.doctor()
-    assert problems(report) == {SPARSE_FILE}
-    assert "configured for bm25" in report.collections[0].check(SPARSE_FILE).detail
-    assert workspace.doctor(repair=True).ok
-    assert workspace.query("dog pear", k=1, mode="sparse")[0].headings == ("Pets", "Dogs")
+    assert report.ok and problems(report) == set()  # the indexes agree with the store
+    check = report.collections[0].check(SETTINGS)
+    assert check is not None and check.status == DRIFT
+    assert "sparse.model: the collection has 'none', ragkit.toml says 'bm25'" in check.detail
+    assert "ragkit migrate" in check.detail
+    repaired = workspace.doctor(repair=True)
+    assert repaired.repaired == [] and workspace.collection().record.sparse_fp == ""
+    with pytest.raises(ConfigError, match="needs a sparse index"):
+        workspace.query("dog pear", k=1, mode="sparse")

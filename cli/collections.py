@@ -1,0 +1,68 @@
+"""``ragkit collections``"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json
+from ragkit.errors import RagkitError
+
+
+def collections_command(
+    workspace: WorkspaceOption = Path(".ragkit"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the collections as JSON.")] = False,
+) -> None:
+    """List the collections: state, aliases, encoder, index, size, and any ragkit.toml drift."""
+    import ragkit
+
+    try:
+        collections = ragkit.open(workspace, create=False).status()["collections"]
+    except RagkitError as error:
+        exit_with(error)
+    if as_json:
+        print_json(collections)
+        return
+    console.print(collections_table(collections))
+    print_drift(collections)
+
+
+def collections_table(collections: list[dict]) -> Table:  # type: ignore[type-arg]
+    table = Table(title="collections", header_style="bold")
+    columns = ("name", "state", "alias", "encoder", "dim", "chunks", "index", "sparse")
+    for column in (*columns, "generation", "size"):
+        table.add_column(column)
+    for c in collections:
+        table.add_row(
+            c["name"],
+            c["state"],
+            ",".join(c["aliases"]),
+            f"{c['encoder']} ({c['fingerprint'][:10]})",
+            str(c["dim"]),
+            str(c["chunks"]),
+            f"{c['backend']}/{c['index']}",
+            c["sparse"] or "-",
+            str(c["generation"]),
+            f"{c['index_bytes'] / 1e6:.1f} MB",
+        )
+    return table
+
+
+def print_drift(collections: list[dict]) -> None:  # type: ignore[type-arg]
+    """ragkit.toml edits a live collection does not follow, field by field."""
+    for c in collections:
+        if not c["drift"]:
+            continue
+        console.print(
+            f"[yellow]ragkit.toml differs from collection {c['name']}[/]:", highlight=False
+        )
+        for d in c["drift"]:
+            console.print(
+                f"  {d['field']}: {d['collection']!r} in the collection, "
+                f"{d['ragkit.toml']!r} in ragkit.toml",
+                highlight=False,
+            )
+        console.print(f"  {c['drift_hint']}", highlight=False)
