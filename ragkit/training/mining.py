@@ -148,7 +148,8 @@ class ChunkTable:
     def __init__(self, kit: Workspace, encoder: Encoder) -> None:
         self.store = kit.store
         self.encoder = encoder
-        hashes = self.store.chunk_hashes()
+        collection = kit.collection()  # mining searches the default collection: its chunks
+        hashes = self.store.chunk_hashes(collection.chunking_fp if collection else None)
         rows = self.store.chunk_rows([h[0] for h in hashes])
         self.ids: list[int] = []
         self.by_chunk_id: dict[str, int] = {}
