@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from ragkit.chunking import Chunker, TooManyChunksError, doc_id_for
-from ragkit.collection import Collection, CollectionWriter
 from ragkit.collection_spec import MIGRATION_HINT
 from ragkit.config import SourceConfig
 from ragkit.connectors import LoadOptions, read_source_bytes
@@ -35,16 +34,12 @@ from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
 from ragkit.connectors.pool import ParsePool
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
-from ragkit.encoders.protocol import Encoder
 from ragkit.errors import ConnectorError
+from ragkit.pipelines.ingest_commit import Batch, Target, commit_batch, open_targets
 from ragkit.pipelines.sources import remember_sources, resolve_sources
-from ragkit.sparse_channel import SparseChannel
 from ragkit.store import FileRecord
 from ragkit.workspace import Workspace
 from ragkit.workspace_status import collection_drift
-
-#: the states of the collections every write reaches
-WRITTEN_STATES = ("building", "live")
 
 __all__ = ["FileFailure", "IngestReport", "ingest"]
 
@@ -133,61 +128,6 @@ def _document_hash(document: Document) -> str:
     return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
 
 
-@dataclass
-class _Batch:
-    """Changes waiting for one atomic commit."""
-
-    put_files: list[FileRecord] = field(default_factory=list)
-    delete_files: list[tuple[str, str]] = field(default_factory=list)
-    delete_docs: list[str] = field(default_factory=list)
-    put_docs: list[tuple[str, str, str, Document, str]] = field(default_factory=list)
-    #: chunking fingerprint -> the new chunks made under it
-    chunks: dict[str, list[Chunk]] = field(default_factory=dict)
-
-    def __bool__(self) -> bool:
-        return bool(self.put_files or self.delete_files or self.delete_docs or self.put_docs)
-
-    @property
-    def size(self) -> int:
-        return max((len(chunks) for chunks in self.chunks.values()), default=0)
-
-
-@dataclass
-class _Target:
-    """One collection kept in step by this job, with its own parts."""
-
-    collection: Collection
-    encoder: Encoder
-    channel: SparseChannel | None
-    writer: CollectionWriter
-
-    @property
-    def chunking_fp(self) -> str:
-        return self.collection.chunking_fp
-
-    @property
-    def model_fp(self) -> str:
-        return self.collection.record.model_fp
-
-
-def open_targets(workspace: Workspace) -> list[_Target]:
-    """Every building and live collection, each with its encoder, channel and writer."""
-    targets = []
-    for collection in workspace.collections():
-        if collection.state not in WRITTEN_STATES:
-            continue
-        channel = workspace.sparse_channel_for(collection)
-        targets.append(
-            _Target(
-                collection,
-                workspace.encoder_for(collection),
-                channel,
-                CollectionWriter(collection, channel),
-            )
-        )
-    return targets
-
-
 class _IngestJob:
     def __init__(
         self,
@@ -203,7 +143,7 @@ class _IngestJob:
         self.commit_every = max(1, commit_every)
         self.progress = progress or (lambda event, n: None)
         self.report = IngestReport(run_id=run_id)
-        self.batch = _Batch()
+        self.batch = Batch()
         self.root: Path | None = None  # the source being walked, set by _ingest_source
         self.follow_symlinks = False
 
@@ -397,7 +337,7 @@ class _IngestJob:
 
     def _flush(self) -> None:
         """One store transaction for the batch's rows and a new generation of every target."""
-        batch, self.batch = self.batch, _Batch()
+        batch, self.batch = self.batch, Batch()
         targets = self.targets
         if not batch and not any(t.writer.dirty for t in targets):
             return
@@ -409,39 +349,12 @@ class _IngestJob:
                 prepared[target.collection.name] = target.channel.prepare(
                     chunks, self.store, self.progress
                 )
-        store = self.store
-        try:
-            with store.transaction():
-                removed = {
-                    fp: np.array(store.chunk_ids_of_documents(batch.delete_docs, fp), np.int64)
-                    for fp in self.chunkers
-                }
-                store.delete_documents(batch.delete_docs)
-                for doc_id, source, file_path, document, content_hash in batch.put_docs:
-                    store.put_document(doc_id, source, file_path, document, content_hash)
-                new_ids = {
-                    fp: np.array(store.insert_chunks(batch.chunks.get(fp, []), fp), np.int64)
-                    for fp in self.chunkers
-                }
-                for record in batch.put_files:
-                    store.put_file(record)
-                for source, path in batch.delete_files:
-                    store.delete_file(source, path)
-                for target in targets:
-                    name, fp = target.collection.name, target.chunking_fp
-                    target.writer.apply(removed[fp], new_ids[fp], vectors[name], prepared.get(name))
-                    target.writer.commit()
-        except BaseException:
-            for target in targets:
-                target.writer.after_rollback()
-            raise
-        for target in targets:
-            target.writer.after_commit()
+        deleted = commit_batch(self.store, targets, list(self.chunkers), batch, vectors, prepared)
         self.report.chunks_added += sum(len(chunks) for chunks in batch.chunks.values())
-        self.report.chunks_deleted += sum(len(ids) for ids in removed.values())
+        self.report.chunks_deleted += deleted
         self.report.commits += 1
 
-    def _vectors_for(self, target: _Target, chunks: list[Chunk]) -> np.ndarray:
+    def _vectors_for(self, target: Target, chunks: list[Chunk]) -> np.ndarray:
         encoder, model_fp = target.encoder, target.model_fp
         if not chunks:
             return np.zeros((0, encoder.dim), dtype=np.float32)
