@@ -133,9 +133,8 @@ def _commit_rebuild(
     """One new generation, through the writer's own commit, like an ingest batch."""
     writer = CollectionWriter(collection, channel, rebuild=rebuild)
     try:
-        with collection.store.transaction():
-            writer.commit()
-        writer.after_commit()
+        with writer.committing():
+            pass  # nothing to apply: the rebuilt indexes are the whole commit
     finally:
         close = getattr(writer.index, "close", None)
         if close is not None:
