@@ -28,6 +28,7 @@ from ragkit.doctor import (
 )
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.encoders.fingerprint import same_encoder
+from ragkit.pipelines._runner import job
 from ragkit.sparse_channel import SparseChannel
 from ragkit.workspace import Workspace
 
@@ -45,7 +46,7 @@ def repair(
 ) -> DoctorReport:
     """Check, rebuild what is broken, check again; the report is the second check's, with
     ``repaired`` saying what was done (or why something could not be)."""
-    with workspace.writing("repair", wait=wait) as run:
+    with job(workspace, "repair", {"quick": quick}, wait=wait) as run:
         found = check_workspace(workspace, quick=quick)
         actions = _repair(workspace, found, progress or (lambda event, n: None))
         report = check_workspace(workspace, quick=quick)
