@@ -30,6 +30,7 @@ from ragkit.connectors.pool import ParsePool
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import ConnectorError
+from ragkit.pipelines._runner import job
 from ragkit.pipelines.sources import remember_sources, resolve_sources
 from ragkit.store import FileRecord
 from ragkit.workspace import Workspace
@@ -98,7 +99,14 @@ def ingest(
     must leave the config as it found it.
     """
     sources = resolve_sources(workspace, paths, include, exclude, follow_symlinks)
-    with workspace.writing("ingest", wait=wait) as run:
+    params = {
+        "paths": paths,
+        "include": include,
+        "exclude": exclude,
+        "follow_symlinks": follow_symlinks,
+        "commit_every": commit_every,
+    }
+    with job(workspace, "ingest", params, wait=wait) as run:
         if paths:
             remember_sources(workspace, sources)
         options = load_options or LoadOptions.from_config(workspace.config.ingest)
@@ -356,25 +364,17 @@ class _IngestJob:
         sparse_prepared = None
         if self.channel is not None:
             sparse_prepared = self.channel.prepare(batch.chunks, self.store, self.progress)
-        try:
-            with self.store.transaction():
-                removed = np.array(
-                    self.store.chunk_ids_of_documents(batch.delete_docs), dtype=np.int64
-                )
-                self.store.delete_documents(batch.delete_docs)
-                for doc_id, source, file_path, document, content_hash in batch.put_docs:
-                    self.store.put_document(doc_id, source, file_path, document, content_hash)
-                new_ids = np.array(self.store.insert_chunks(batch.chunks), dtype=np.int64)
-                for record in batch.put_files:
-                    self.store.put_file(record)
-                for source, path in batch.delete_files:
-                    self.store.delete_file(source, path)
-                self.writer.apply(removed, new_ids, vectors, sparse_prepared)
-                self.writer.commit()
-        except BaseException:
-            self.writer.after_rollback()
-            raise
-        self.writer.after_commit()
+        with self.writer.committing() as writer:
+            removed = np.array(self.store.chunk_ids_of_documents(batch.delete_docs), dtype=np.int64)
+            self.store.delete_documents(batch.delete_docs)
+            for doc_id, source, file_path, document, content_hash in batch.put_docs:
+                self.store.put_document(doc_id, source, file_path, document, content_hash)
+            new_ids = np.array(self.store.insert_chunks(batch.chunks), dtype=np.int64)
+            for record in batch.put_files:
+                self.store.put_file(record)
+            for source, path in batch.delete_files:
+                self.store.delete_file(source, path)
+            writer.apply(removed, new_ids, vectors, sparse_prepared)
         self.report.chunks_added += len(batch.chunks)
         self.report.chunks_deleted += len(removed)
         self.report.commits += 1

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,28 @@ class CollectionWriter:
         digests = {path.name: file_digest(path) for path in files.values() if path.is_file()}
         store.set_index_checksums(self.collection.name, generation, digests)
         self._dirty = False
+
+    @contextmanager
+    def committing(self) -> Iterator[CollectionWriter]:
+        """The one commit protocol of every writer job: ``with writer.committing() as w:``
+        opens the store transaction; the block writes its rows and calls ``w.apply(...)``;
+        :meth:`commit` then saves generation N+1 inside that same transaction. After the
+        commit the collection moves on to the new generation (:meth:`after_commit`); on any
+        exception, the transaction rolls back and the writer reloads the committed
+        generation (:meth:`after_rollback`), so a later batch starts from what the store
+        says, and the exception goes on. Encode before entering: the block holds the
+        store's write lock."""
+        try:
+            with self.collection.store.transaction():
+                yield self
+                self.commit()
+        except BaseException as exc:
+            try:
+                self.after_rollback()
+            except Exception as reload_error:  # keep the first error: it says what went wrong
+                exc.add_note(f"reloading the committed generation failed too: {reload_error}")
+            raise
+        self.after_commit()
 
     def after_commit(self) -> None:
         self._rebuild = frozenset()  # done: a later rollback reloads the committed files

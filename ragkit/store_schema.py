@@ -63,9 +63,17 @@ def _v2_index_checksums(db: sqlite3.Connection) -> None:
     )
 
 
+def _v3_run_parameters(db: sqlite3.Connection) -> None:
+    """What each run was asked to do (its parameters, secrets masked) and, for a job started
+    inside another, the outer job's run: written by the job runner (``pipelines/_runner.py``)."""
+    db.execute("ALTER TABLE runs ADD COLUMN params_json TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE runs ADD COLUMN parent_id INTEGER")
+
+
 #: (version reached, step): each step takes a store of the version before it to that version.
 UPGRADES: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (2, _v2_index_checksums),
+    (3, _v3_run_parameters),
 ]
 SCHEMA_VERSION = UPGRADES[-1][0]
 

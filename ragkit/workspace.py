@@ -8,8 +8,7 @@ build a new collection and swap the alias without readers noticing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,6 @@ from ragkit.encoders.registry import load_encoder
 from ragkit.errors import EncoderMismatchError, StoreDamagedError, WorkspaceError
 from ragkit.lock import WorkspaceLock
 from ragkit.retrieval.search import Searcher
-from ragkit.run_log import JobRun
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
 
@@ -144,18 +142,7 @@ class Workspace:
             self.store.set_alias(DEFAULT_ALIAS, name)
         return Collection(self.store, self.root, record)
 
-    # -- jobs -------------------------------------------------------------------------------
-    @contextmanager
-    def writing(self, kind: str, *, wait: float = 0.0) -> Iterator[JobRun]:
-        """Hold the writer lock and record the job as a ``runs`` row while the block runs."""
-        self.lock.acquire(wait=wait)
-        try:
-            self.store.upgrade()  # an older store's tables, brought up to date by a writer
-            with self.store.recorded_run(kind) as run:
-                yield run
-        finally:
-            self.lock.release()
-
+    # -- jobs: each runs through the job runner (pipelines/_runner.py), never takes the lock --
     def ingest(self, *paths: str | Path, **options: Any) -> IngestReport:
         """Ingest files or folders (or the configured sources when none are given)."""
         from ragkit.pipelines.ingest import ingest  # the facade reaches up to the job layer
