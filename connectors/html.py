@@ -46,6 +46,11 @@ DROPPED_TAGS = frozenset(
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _TEXT_BLOCKS = {"p": "paragraph", "blockquote": "paragraph", "dd": "paragraph", "dt": "paragraph"}
 _LISTS = frozenset({"ul", "ol", "li"})
+# Javadoc (and some Sphinx themes) lay whole sections out as list items with headings inside;
+# such a list is walked as containers so its headings still make heading paths.  Only this
+# many such lists deep is a list searched for headings, which keeps hostile nesting linear.
+_MAX_SECTION_LISTS = 8
+_HEADING_SELECTOR = "h1, h2, h3, h4, h5, h6"
 # Elements that do not break a line; everything else separates the text around it.
 _INLINE = frozenset(
     [
@@ -233,9 +238,9 @@ def _blocks(body: Any, in_article: bool, drop: frozenset[str]) -> tuple[list[Blo
         if text:
             blocks.append(Block(text, headings(), "paragraph"))
 
-    stack: list[tuple[Any, bool, bool]] = [(body, False, in_article)]
+    stack: list[tuple[Any, bool, bool, int]] = [(body, False, in_article, 0)]
     while stack:
-        node, exiting, inside = stack.pop()
+        node, exiting, inside, lists = stack.pop()
         if exiting:
             if node.tag not in _INLINE:
                 flush()
@@ -262,7 +267,9 @@ def _blocks(body: Any, in_article: bool, drop: frozenset[str]) -> tuple[list[Blo
         elif tag == "pre":
             flush()
             blocks.append(Block(_collect_text(node, inside, drop).strip("\n"), headings(), "code"))
-        elif tag in _LISTS:
+        elif tag in _LISTS and (
+            lists >= _MAX_SECTION_LISTS or node.css_first(_HEADING_SELECTOR) is None
+        ):
             flush()
             blocks.append(Block(_render_list(node, inside, drop), headings(), "list"))
         elif tag == "table":
@@ -273,9 +280,10 @@ def _blocks(body: Any, in_article: bool, drop: frozenset[str]) -> tuple[list[Blo
         else:
             if tag not in _INLINE:
                 flush()
-            stack.append((node, True, inside))
+            stack.append((node, True, inside, lists))
             inside = inside or tag in _ARTICLE
-            stack.extend((child, False, inside) for child in reversed(_children(node)))
+            lists += tag in _LISTS
+            stack.extend((child, False, inside, lists) for child in reversed(_children(node)))
     flush()
     return blocks, first_h1
 
