@@ -55,7 +55,7 @@ _CHROME_CLASS = re.compile(
         |theme-doc-toc.*|theme-doc-footer.*|theme-doc-breadcrumbs|theme-doc-version-badge
         |theme-edit-this-page|theme-last-updated|announcementbar.*
         |version_switcher.*|language_switcher.*|inline-search|searchbox|search-box|clearer
-        |header-links|top-nav|sub-nav|flex-header|nav-list-search
+        |header-links|top-nav|sub-nav|flex-header|nav-list-search|ingroups
     )$""",
     re.VERBOSE,
 )
