@@ -11,8 +11,8 @@ site's own navigation containers, listed per site in ``SITES`` (DocBook's ``.nav
 ``.navfooter`` Prev/Up/Next tables, Sphinx's ``div.related`` bars and ``div.sphinxsidebar``,
 MkDocs' navbar and sidebar, Doxygen's breadcrumb, Javadoc's top bars, AsciiDoc's footer).  Its
 word 4-grams (lower-cased ``\\w+`` words; a container of 2-3 words is one gram) that occur
-nowhere else in the page's text are the page's *navigation grams*.  Then, over a chunk's text
-(the contextual header is not counted):
+nowhere else in the page's text (as 2-, 3- or 4-grams) are the page's *navigation grams*.
+Then, over a chunk's text (the contextual header is not counted):
 
 - *with nav*: the chunk contains at least one navigation gram of its page;
 - *chrome-only*: navigation grams cover at least 80% of the chunk's words;
@@ -103,10 +103,11 @@ def _page_truth(text: str, selector: str) -> tuple[set, set, set[str]]:
     body = tree.body
     rest = _words(body.text(deep=True, separator=" ")) if body is not None else []
     content = _grams(rest, _GRAM)
+    elsewhere = content | _grams(rest, 2) | _grams(rest, 3)  # short nav grams too
     headings = {
         " ".join(_words(h.text(deep=True, separator=" "))) for h in tree.css("h1,h2,h3,h4,h5,h6")
     }
-    return nav - content, content, headings - {""}
+    return nav - elsewhere, content, headings - {""}
 
 
 # -- extractors: raw page text -> ragkit Document ------------------------------------------
