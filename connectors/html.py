@@ -253,7 +253,9 @@ def _blocks(body: Any, in_article: bool, drop: frozenset[str]) -> tuple[list[Blo
         tag = node.tag
         if tag in _HEADINGS:
             flush()
-            level, text = _HEADINGS[tag], _normalise(_collect_text(node, inside, drop))
+            # A heading's own links are never a table of contents (Sphinx's "toc-backref").
+            heading_drop = drop & _DROP_CHROME
+            level, text = _HEADINGS[tag], _normalise(_collect_text(node, inside, heading_drop))
             while path and path[-1][0] >= level:
                 path.pop()
             if text:

@@ -62,7 +62,7 @@ _CHROME_CLASS = re.compile(
 # In-page tables of contents: dropped when the page has other content, kept when they are the
 # whole page (a chapter's landing page is its list of sections).
 _TOC_CLASS = re.compile(
-    r"^(?:toc|.*-toc|toc-.*|table-of-contents.*|tableofcontents|contents-panel"
+    r"^(?:toc|.*-toc|toc-(?!backref).*|table-of-contents.*|tableofcontents|contents-panel"
     r"|list-of-(?:tables|figures|examples|equations|procedures)|topic-contents)$"
 )
 _CHROME_IDS = frozenset(

@@ -208,3 +208,14 @@ def test_section_ids_named_like_chrome_are_content(tmp_path: Path) -> None:
     (document,) = load_file(page, uri="theme.html").documents
     assert "The footer shows the copyright." in document.text
     assert "Lists the pages." in document.text and "Sidebar text" not in document.text
+
+
+def test_heading_links_back_to_the_contents_keep_their_text(tmp_path: Path) -> None:
+    page = tmp_path / "loop.html"
+    page.write_text(
+        '<html><body><div class="body" role="main"><h1>Event loop</h1>'
+        '<h3><a class="toc-backref" href="#id9">Watching file descriptors</a>'
+        '<a class="headerlink" href="#w">¶</a></h3><p>add_reader()</p></div></body></html>'
+    )
+    (document,) = load_file(page, uri="loop.html").documents
+    assert document.blocks[0].headings == ("Event loop", "Watching file descriptors")
