@@ -240,6 +240,8 @@ def main() -> None:
             print(" | ".join(map(str, rows[-1])), file=sys.stderr)
     print(_common.machine_line())
     print(_common.markdown_table(columns, rows))
+    records = [dict(zip(columns, row, strict=True)) for row in rows]
+    _common.write_result("html_chrome", {"pages_per_site": args.pages, "rows": records})
 
 
 if __name__ == "__main__":
