@@ -22,7 +22,9 @@ Then, over a chunk's text (the contextual header is not counted):
 - *headings kept*: the share of the page's headings outside the navigation containers that
   appear in some chunk's heading path.
 
-Run: ``python bench/html_chrome.py [--pages 300] [--extractors tags,ragkit,trafilatura,...]``.
+Run: ``python bench/html_chrome.py [--pages 300] [--extractors "ragkit (after),..."]``; the
+library rows need ``pip install trafilatura==2.3.1 readability-lxml==0.9`` (not dependencies
+of ragkit: they measured worse, see BENCHMARKS.md).
 """
 
 from __future__ import annotations
