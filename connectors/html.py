@@ -15,6 +15,7 @@ from typing import Any
 
 from ragkit.connectors.base import LoadOptions, LoadResult, single_document
 from ragkit.connectors.html_chrome import chrome_kind, clean_title, main_container
+from ragkit.connectors.html_depth import MAX_DEPTH, cap_nesting
 from ragkit.connectors.text import decode_text, finish_result
 from ragkit.documents import Block
 from ragkit.errors import ConnectorError
@@ -332,8 +333,9 @@ def load_html(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> Loa
     decoded = decode_text(
         data, path, declared=declared.group(1).decode("ascii") if declared else None
     )
+    markup, flattened = cap_nesting(decoded.text)
     try:
-        tree = LexborHTMLParser(decoded.text)
+        tree = LexborHTMLParser(markup)
         title_node = tree.css_first("head > title") or tree.css_first("title")
         title = _normalise(title_node.text()) if title_node is not None else ""
         generator_node = tree.css_first(_META_GENERATOR)
@@ -353,4 +355,9 @@ def load_html(data: bytes, *, path: Path, uri: str, options: LoadOptions) -> Loa
     result = single_document(
         path, uri=uri, title=title or first_h1, blocks=blocks, format="html", metadata=metadata
     )
+    if flattened:
+        result.problems.append(
+            f"nested deeper than {MAX_DEPTH} levels: {flattened} elements below that depth were "
+            "flattened (their text is kept), as browsers do"
+        )
     return finish_result(result, path, decoded)
