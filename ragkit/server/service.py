@@ -142,9 +142,18 @@ class QueryService:
         used = mode or ("hybrid" if "hybrid" in modes else "dense")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DegradedSearchWarning)
-            results = self.workspace.query_many(
-                texts, k=k, where=where, mode=mode, rerank=rerank, alias=alias
-            )
+            seen = self._generation(alias)
+            for _ in range(3):
+                results = self.workspace.query_many(
+                    texts, k=k, where=where, mode=mode, rerank=rerank, alias=alias
+                )
+                # A writer that commits between the index read and the row fetch deletes rows
+                # the hits point at, and the Searcher drops those hits: a short answer from a
+                # generation that moved is asked again, from the new one.
+                now = self._generation(alias)
+                if now == seen or all(len(hits) == k for hits in results):
+                    break
+                seen = now
         notes = [str(w.message) for w in caught if issubclass(w.category, DegradedSearchWarning)]
         return Answer(
             hits=[[hit_json(hit) for hit in hits] for hits in results],
@@ -153,6 +162,12 @@ class QueryService:
             warnings=notes,
             took_ms=(time.perf_counter() - started) * 1000,
         )
+
+    def _generation(self, alias: str) -> tuple[str | None, int]:
+        store = self.workspace.store
+        name = store.resolve_alias(alias)
+        record = store.collection(name) if name else None
+        return name, record.generation if record else -1
 
     def alias_for(self, name: str) -> str:
         """An alias as given, or the alias that points at collection ``name``: queries go
