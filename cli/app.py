@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ragkit.cli import collections, doctor, finetune, ingest, query, status, tune_fusion
+from ragkit.cli import collections, doctor, finetune, ingest, query, serve, status, tune_fusion
 from ragkit.cli import eval as eval_cli
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.command("doctor")(doctor.doctor_command)
 app.command("eval")(eval_cli.eval_command)
 app.command("tune-fusion")(tune_fusion.tune_fusion_command)
 app.command("finetune")(finetune.finetune_command)
+app.command("serve")(serve.serve_command)
 
 
 def main() -> None:

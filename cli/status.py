@@ -32,6 +32,10 @@ def status_command(
         f"{counts['documents']} documents · {counts['chunks']} chunks · {counts['files']} files "
         f"· {counts['embeddings']} cached embeddings"
     )
+    for run in info["runs"]:  # the last one
+        took = "" if run["seconds"] is None else f" in {run['seconds']:.1f}s"
+        error = f": {run['error']}" if run["error"] else ""
+        console.print(f"last run [cyan]{run['kind']}[/] {run['status']}{took}{error}")
     for name, root in info["sources"].items():
         console.print(f"source [cyan]{name}[/] → {root}")
     console.print(collections_table(info["collections"]))

@@ -24,6 +24,7 @@ from ragkit.collection_parts import chunker_for
 from ragkit.collection_spec import STATES
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import ConfigError, WorkspaceError
+from ragkit.pipelines._runner import job
 from ragkit.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ def build_collection(
     if state not in STATES[:2]:
         raise ConfigError(f"a new collection is building or live, not {state!r}")
     store = workspace.store
-    with workspace.writing("create-collection", wait=wait) as run:
+    params = {"name": name, "state": state}
+    with job(workspace, "create-collection", params, wait=wait) as run:
         if store.collection(name) is not None:
             raise WorkspaceError(f"{workspace.root}: a collection {name!r} exists already")
         record = workspace.new_collection_record(
@@ -80,22 +82,16 @@ def build_collection(
         elif channel is not None:
             channel.warm(store, lambda event, n: None, fp)
         writer = CollectionWriter(collection, channel)
-        try:
-            with store.transaction():
-                store.put_collection(record)
-                if shared:
-                    ids = np.array([row[0] for row in rows], dtype=np.int64)
-                    hashes = [row[1] for row in rows]
-                else:
-                    ids = np.array(store.insert_chunks(chunks, fp), dtype=np.int64)
-                    hashes = [c.text_hash for c in chunks]
-                vectors = _stack([cached[h] for h in hashes], record.dim)
-                writer.apply(np.zeros(0, dtype=np.int64), ids, vectors, prepared)
-                writer.commit()
-        except BaseException:
-            writer.after_rollback()
-            raise
-        writer.after_commit()
+        with writer.committing():
+            store.put_collection(record)
+            if shared:
+                ids = np.array([row[0] for row in rows], dtype=np.int64)
+                hashes = [row[1] for row in rows]
+            else:
+                ids = np.array(store.insert_chunks(chunks, fp), dtype=np.int64)
+                hashes = [c.text_hash for c in chunks]
+            vectors = _stack([cached[h] for h in hashes], record.dim)
+            writer.apply(np.zeros(0, dtype=np.int64), ids, vectors, prepared)
         run.outcome(
             True,
             {"collection": name, "chunks": len(ids), "encoded": len(todo), "shared": shared},

@@ -21,6 +21,7 @@ from ragkit.encoders.dense import DenseEncoder
 from ragkit.encoders.registry import quiet_loading
 from ragkit.errors import ConfigError
 from ragkit.evaluation import load_beir
+from ragkit.pipelines._runner import job
 from ragkit.training.evaluator import RetrievalEvaluator, hard_subset
 from ragkit.training.mining import ChunkTable, MiningConfig, mine_hard_negatives
 from ragkit.training.model_card import metrics_table, register_model, write_model_card
@@ -234,8 +235,10 @@ def finetune(
     }
     write_model_card(output, info)
     registry = None
-    kit.lock.acquire(wait=120)  # registry and embedding cache are shared with other writers
-    try:
+    # The registry and the embedding cache are shared with other writers: a job of its own.
+    params = {"name": name, "base_model": base.name, "output": str(output)}
+    params |= {"register": config.register, "cache_vectors": config.cache_vectors}
+    with job(kit, "finetune", params, wait=120) as run:
         if config.cache_vectors:
             with kit.store.transaction():
                 for ids, vectors in cache:
@@ -255,8 +258,8 @@ def finetune(
                 "run_dir": str(run_dir),
             }
             registry = str(register_model(kit.root, entry))
-    finally:
-        kit.lock.release()
+        cached = sum(len(ids) for ids, _ in cache) if config.cache_vectors else 0
+        run.outcome(True, {"fingerprint": tuned.fingerprint["id"], "vectors_cached": cached})
     report = FinetuneReport(
         model_path=str(output),
         fingerprint=tuned.fingerprint["id"],

@@ -35,6 +35,7 @@ from ragkit.connectors.pool import ParsePool
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import ConnectorError
+from ragkit.pipelines._runner import job
 from ragkit.pipelines.ingest_commit import Batch, Target, commit_batch, open_targets
 from ragkit.pipelines.sources import remember_sources, resolve_sources
 from ragkit.store import FileRecord
@@ -105,7 +106,14 @@ def ingest(
     must leave the config as it found it.
     """
     sources = resolve_sources(workspace, paths, include, exclude, follow_symlinks)
-    with workspace.writing("ingest", wait=wait) as run:
+    params = {
+        "paths": paths,
+        "include": include,
+        "exclude": exclude,
+        "follow_symlinks": follow_symlinks,
+        "commit_every": commit_every,
+    }
+    with job(workspace, "ingest", params, wait=wait) as run:
         if paths:
             remember_sources(workspace, sources)
         options = load_options or LoadOptions.from_config(workspace.config.ingest)

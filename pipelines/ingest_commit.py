@@ -1,9 +1,7 @@
 """The commit of an ingest batch: store rows and a new index generation of every building
-and live collection, in one store transaction.
-
-Kept apart from the walk-and-parse half of :mod:`ragkit.pipelines.ingest` because it is the
-part every writer shares in shape (apply → commit → after_commit, or after_rollback on any
-failure): all collections move to their next generation together, or none does.
+and live collection, in one store transaction (``ragkit.collection.committing``, the commit
+protocol every writer job uses): all collections move to their next generation together, or
+none does. Kept apart from the walk-and-parse half of :mod:`ragkit.pipelines.ingest`.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.collection import Collection, CollectionWriter
+from ragkit.collection import Collection, CollectionWriter, committing
 from ragkit.documents import Chunk, Document
 from ragkit.encoders.protocol import Encoder
 from ragkit.sparse_channel import SparseChannel
@@ -92,31 +90,23 @@ def commit_batch(
     """Commit ``batch`` and every target's index changes; returns the chunks deleted.
     ``vectors``/``prepared``: each target's (by collection name) for the chunks of its
     chunking, made before the transaction (encoding never holds the store's write lock)."""
-    try:
-        with store.transaction():
-            removed = {
-                fp: np.array(store.chunk_ids_of_documents(batch.delete_docs, fp), np.int64)
-                for fp in chunkings
-            }
-            store.delete_documents(batch.delete_docs)
-            for doc_id, source, file_path, document, content_hash in batch.put_docs:
-                store.put_document(doc_id, source, file_path, document, content_hash)
-            new_ids = {
-                fp: np.array(store.insert_chunks(batch.chunks.get(fp, []), fp), np.int64)
-                for fp in chunkings
-            }
-            for record in batch.put_files:
-                store.put_file(record)
-            for source, path in batch.delete_files:
-                store.delete_file(source, path)
-            for target in targets:
-                name, fp = target.collection.name, target.chunking_fp
-                target.writer.apply(removed[fp], new_ids[fp], vectors[name], prepared.get(name))
-                target.writer.commit()
-    except BaseException:
+    with committing(store, [target.writer for target in targets]):
+        removed = {
+            fp: np.array(store.chunk_ids_of_documents(batch.delete_docs, fp), np.int64)
+            for fp in chunkings
+        }
+        store.delete_documents(batch.delete_docs)
+        for doc_id, source, file_path, document, content_hash in batch.put_docs:
+            store.put_document(doc_id, source, file_path, document, content_hash)
+        new_ids = {
+            fp: np.array(store.insert_chunks(batch.chunks.get(fp, []), fp), np.int64)
+            for fp in chunkings
+        }
+        for record in batch.put_files:
+            store.put_file(record)
+        for source, path in batch.delete_files:
+            store.delete_file(source, path)
         for target in targets:
-            target.writer.after_rollback()
-        raise
-    for target in targets:
-        target.writer.after_commit()
+            name, fp = target.collection.name, target.chunking_fp
+            target.writer.apply(removed[fp], new_ids[fp], vectors[name], prepared.get(name))
     return sum(len(ids) for ids in removed.values())

@@ -29,6 +29,7 @@ from ragkit.doctor import (
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import EncoderMismatchError
 from ragkit.indexes import close_index
+from ragkit.pipelines._runner import job
 from ragkit.sparse_channel import SparseChannel
 from ragkit.workspace import Workspace
 
@@ -46,7 +47,7 @@ def repair(
 ) -> DoctorReport:
     """Check, rebuild what is broken, check again; the report is the second check's, with
     ``repaired`` saying what was done (or why something could not be)."""
-    with workspace.writing("repair", wait=wait) as run:
+    with job(workspace, "repair", {"quick": quick}, wait=wait) as run:
         found = check_workspace(workspace, quick=quick)
         actions = _repair(workspace, found, progress or (lambda event, n: None))
         report = check_workspace(workspace, quick=quick)
@@ -133,9 +134,8 @@ def _commit_rebuild(
     """One new generation, through the writer's own commit, like an ingest batch."""
     writer = CollectionWriter(collection, channel, rebuild=rebuild)
     try:
-        with collection.store.transaction():
-            writer.commit()
-        writer.after_commit()
+        with writer.committing():
+            pass  # nothing to apply: the rebuilt indexes are the whole commit
     finally:
         close_index(writer.index)
     return collection.record.generation

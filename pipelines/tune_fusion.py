@@ -17,6 +17,7 @@ from typing import Any
 from ragkit.config import FusionConfig
 from ragkit.evaluation import evaluate
 from ragkit.evaluation.metrics import corpus_id_from_uri
+from ragkit.pipelines._runner import job
 from ragkit.retrieval.fusion import fuse
 from ragkit.workspace import Workspace
 
@@ -83,6 +84,7 @@ def tune_fusion(
     depth: int | None = None,
     write: bool = True,
     seed: int = 0,
+    wait: float = 0.0,
     progress: ProgressCallback | None = None,
 ) -> TuneReport:
     notify = progress or (lambda event, n: None)
@@ -146,9 +148,13 @@ def tune_fusion(
         trials=trials,
     )
     if write and best.score > report.current:
-        kit.config.fusion = best.config(depth)
-        kit.config.save(kit.config_path)
-        report.written = True
+        # ragkit.toml is shared with the other writers: written only under the lock.
+        params = {"metric": metric, "depth": depth, "seed": seed, "queries": len(qids)}
+        with job(kit, "tune-fusion", params, wait=wait) as run:
+            kit.config.fusion = best.config(depth)
+            kit.config.save(kit.config_path)
+            report.written = True
+            run.outcome(True, {"best": asdict(best), "current": report.current})
     return report
 
 

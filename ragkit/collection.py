@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from ragkit.indexes import (
 from ragkit.sparse_channel import SparseChannel, load_sparse, sparse_path
 from ragkit.store import CollectionRecord, Store
 
-__all__ = ["Collection", "CollectionWriter"]
+__all__ = ["Collection", "CollectionWriter", "committing"]
 
 _GENERATION_FILE = re.compile(r"^(?:dense|sparse)\.g(\d+)\.")
 
@@ -288,6 +289,17 @@ class CollectionWriter:
         store.set_index_checksums(self.collection.name, generation, digests)
         self._dirty = False
 
+    def committing(self) -> AbstractContextManager[CollectionWriter]:
+        """The one commit protocol of every writer job: ``with writer.committing() as w:``
+        opens the store transaction; the block writes its rows and calls ``w.apply(...)``;
+        :meth:`commit` then saves generation N+1 inside that same transaction. After the
+        commit the collection moves on to the new generation (:meth:`after_commit`); on any
+        exception, the transaction rolls back and the writer reloads the committed
+        generation (:meth:`after_rollback`), so a later batch starts from what the store
+        says, and the exception goes on. Encode before entering: the block holds the
+        store's write lock. Several collections commit together with :func:`committing`."""
+        return _single(self)
+
     def after_commit(self) -> None:
         self._rebuild = frozenset()  # done: a later rollback reloads the committed files
         self.collection.refresh()
@@ -296,3 +308,31 @@ class CollectionWriter:
     def after_rollback(self) -> None:
         self.collection.refresh()
         self._load()
+
+
+@contextmanager
+def committing(store: Store, writers: Sequence[CollectionWriter]) -> Iterator[None]:
+    """:meth:`CollectionWriter.committing` for several collections in one store transaction:
+    every writer commits its generation N+1 at the end of the block, and all of them move on
+    (or, on any exception, all reload their committed generation): the collections an ingest
+    keeps in step never end up one batch apart."""
+    try:
+        with store.transaction():
+            yield
+            for writer in writers:
+                writer.commit()
+    except BaseException as exc:
+        for writer in writers:
+            try:
+                writer.after_rollback()
+            except Exception as reload_error:  # keep the first error: it says what went wrong
+                exc.add_note(f"reloading the committed generation failed too: {reload_error}")
+        raise
+    for writer in writers:
+        writer.after_commit()
+
+
+@contextmanager
+def _single(writer: CollectionWriter) -> Iterator[CollectionWriter]:
+    with committing(writer.collection.store, [writer]):
+        yield writer

@@ -88,9 +88,9 @@ class Store(ChunkRows, CollectionRows, EmbeddingCache, IndexChecksums, RunLog):
 
     @property
     def chunks_scoped(self) -> bool:
-        """Schema 3 or later: chunks carry their chunking fingerprint, collections a spec."""
+        """Schema 4 or later: chunks carry their chunking fingerprint, collections a spec."""
         if self._scoped is None:
-            self._scoped = self.schema_version >= 3
+            self._scoped = self.schema_version >= 4
         return self._scoped
 
     def upgrade(self) -> list[int]:

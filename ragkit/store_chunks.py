@@ -3,7 +3,7 @@
 A mixin of :class:`ragkit.store.Store`. Collections chunked the same way (one chunking
 fingerprint) share chunk rows; collections chunked differently each have their own rows over
 the same documents. Every read a collection makes is scoped to its fingerprint. A store no
-writer has upgraded yet (schema < 3) has one set of chunks and no fingerprint column, and is
+writer has upgraded yet (schema < 4) has one set of chunks and no fingerprint column, and is
 read unscoped.
 """
 

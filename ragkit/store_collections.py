@@ -87,7 +87,7 @@ class CollectionRows:
         )
 
     def collection(self, name: str) -> CollectionRecord | None:
-        scoped = self.chunks_scoped  # schema 3: the row holds its spec
+        scoped = self.chunks_scoped  # schema 4: the row holds its spec
         extra = ", spec_json" if scoped else ""
         rows = self._query(f"SELECT {_COLUMNS}{extra} FROM collections WHERE name=?", (name,))
         if not rows:

@@ -74,6 +74,13 @@ def _v2_index_checksums(db: sqlite3.Connection) -> None:
     )
 
 
+def _v3_run_parameters(db: sqlite3.Connection) -> None:
+    """What each run was asked to do (its parameters, secrets masked) and, for a job started
+    inside another, the outer job's run: written by the job runner (``pipelines/_runner.py``)."""
+    db.execute("ALTER TABLE runs ADD COLUMN params_json TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE runs ADD COLUMN parent_id INTEGER")
+
+
 _CHUNKS_V3 = """
 CREATE TABLE chunks_v3(
     id INTEGER PRIMARY KEY AUTOINCREMENT, chunking_fp TEXT NOT NULL, chunk_id TEXT NOT NULL,
@@ -84,7 +91,7 @@ CREATE TABLE chunks_v3(
 _CHUNK_COLUMNS = "chunk_id, doc_id, ordinal, text, context, headings_json, text_hash"
 
 
-def _v3_collection_specs(db: sqlite3.Connection, config: WorkspaceConfig) -> None:
+def _v4_collection_specs(db: sqlite3.Connection, config: WorkspaceConfig) -> None:
     """Each collection stores its whole spec (``spec_json``); chunks are keyed by the chunking
     fingerprint, so collections chunked differently live over the same documents; state
     ``ready`` becomes ``live``; the index settings lose any secret 0.1.0 copied into them.
@@ -192,7 +199,8 @@ Step = Callable[[sqlite3.Connection, WorkspaceConfig], None]
 #: given ragkit.toml as it is at upgrade time (for settings an older store never recorded).
 UPGRADES: list[tuple[int, Step]] = [
     (2, lambda db, config: _v2_index_checksums(db)),
-    (3, _v3_collection_specs),
+    (3, lambda db, config: _v3_run_parameters(db)),
+    (4, _v4_collection_specs),
 ]
 SCHEMA_VERSION = UPGRADES[-1][0]
 

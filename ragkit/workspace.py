@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,6 @@ from ragkit.encoders.registry import load_encoder
 from ragkit.errors import StoreDamagedError, WorkspaceError
 from ragkit.lock import WorkspaceLock
 from ragkit.retrieval.search import Searcher
-from ragkit.run_log import JobRun
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
 from ragkit.workspace_status import workspace_status
@@ -238,18 +236,7 @@ class Workspace:
         collection, with its own encoder, sparse channel and indexes."""
         self.store.set_alias(alias, collection)
 
-    # -- jobs -------------------------------------------------------------------------------
-    @contextmanager
-    def writing(self, kind: str, *, wait: float = 0.0) -> Iterator[JobRun]:
-        """Hold the writer lock and record the job as a ``runs`` row while the block runs."""
-        self.lock.acquire(wait=wait)
-        try:
-            self.store.upgrade()  # an older store's tables, brought up to date by a writer
-            with self.store.recorded_run(kind) as run:
-                yield run
-        finally:
-            self.lock.release()
-
+    # -- jobs: each runs through the job runner (pipelines/_runner.py), never takes the lock --
     def ingest(self, *paths: str | Path, **options: Any) -> IngestReport:
         """Ingest files or folders (or the configured sources when none are given)."""
         from ragkit.pipelines.ingest import ingest  # the facade reaches up to the job layer

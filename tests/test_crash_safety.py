@@ -117,5 +117,5 @@ def test_sigkill_during_ingest_leaves_a_consistent_workspace(tmp_path, tiny_mode
     assert leftovers == []
     assert len(list(collection.dir.iterdir())) == 2  # dense + sparse of the committed generation
     statuses = [run["status"] for run in kit.store.runs(limit=10)]
-    # killed runs stay visible as never finished
-    assert statuses[0] == "ok" and "running" in statuses
+    # killed runs stay visible: the next job marked them crashed, not finished
+    assert statuses[0] == "ok" and "crashed" in statuses and "running" not in statuses

@@ -151,3 +151,41 @@ def test_qdrant_vectors_have_no_file_to_checksum(tmp_path, tiny_encoder, docs) -
         assert report.ok, report.to_dict()
         check = report.collections[0].check(CHECKSUMS)
         assert "no file to checksum" in check.detail and "sparse.g000001" in check.detail
+
+
+def test_a_writer_committing_between_the_reader_loads_is_not_damage(
+    tmp_path: Path, tiny_encoder, docs
+) -> None:
+    """The window between loading the dense and the sparse file of a generation: a writer that
+    commits there removes the generation the reader started on. The reader must load the new
+    generation whole, not answer from dense alone with a damage warning."""
+    import warnings
+
+    from ragkit.collection import Collection
+
+    ws = tmp_path / "ws"
+    writer = ragkit.open(ws, encoder=tiny_encoder)
+    writer.ingest(str(docs))
+    reader = ragkit.open(ws, encoder=tiny_encoder)
+    (docs / "late.txt").write_text("zebra marker text about quokkas\n", encoding="utf-8")
+    real_load_dense = Collection.load_dense
+    raced = []
+
+    def load_dense_then_let_a_writer_commit(self):  # type: ignore[no-untyped-def]
+        index = real_load_dense(self)
+        if not raced:
+            raced.append(self.record.generation)
+            writer.ingest(str(docs))  # commits the next generation, removing this one's files
+        return index
+
+    Collection.load_dense = load_dense_then_let_a_writer_commit  # type: ignore[method-assign]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DegradedSearchWarning)
+            found = reader.query("quokkas", k=3, mode="hybrid")
+    finally:
+        Collection.load_dense = real_load_dense  # type: ignore[method-assign]
+    assert raced, "the writer did not run inside the reader's window"
+    assert reader.collection().record.generation == raced[0] + 1
+    assert found and found[0].uri == "late.txt"
+    assert reader.query("quokkas", k=3, mode="sparse")[0].uri == "late.txt"

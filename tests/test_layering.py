@@ -40,10 +40,9 @@ def installed_layout(target: Path) -> Path:
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("lint-imports")
-    # importlinter.cli has no __main__: without the script, call its click command directly
-    run = "from importlinter.cli import lint_imports_command; lint_imports_command()"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-c", run]
+    # The click command itself, run by this interpreter: works whether or not the venv has the
+    # ``lint-imports`` script (importlinter.cli has no ``__main__``).
+    command = [sys.executable, "-c", "from importlinter.cli import lint_imports_command as c; c()"]
     # lint-imports puts its working directory first on sys.path: ``ragkit`` resolves to the copy.
     return subprocess.run(
         [*command, str(PYPROJECT), "--no-cache"],

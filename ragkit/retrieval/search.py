@@ -234,15 +234,23 @@ class Searcher:
         cached = self._readers.get(collection.name)
         if cached and cached[0] == collection.record.generation:
             return cached[1], cached[2], cached[3]
-        dense = collection.load_dense()
         channel = self.workspace.sparse_channel_for(collection)
-        sparse, fault = None, None
-        if channel is not None and collection.has_sparse(channel):
-            try:
-                sparse = collection.load_sparse(channel)
-            except IndexCorruptError as exc:
-                fault = exc
-        self._readers[collection.name] = (collection.record.generation, dense, sparse, fault)
+        for attempt in range(3):
+            generation = collection.record.generation
+            dense = collection.load_dense()
+            sparse, fault = None, None
+            if channel is not None and collection.has_sparse(channel):
+                try:
+                    sparse = collection.load_sparse(channel)
+                except IndexCorruptError as exc:
+                    fault = exc
+            # A writer may commit (and delete this generation's files) between the two loads:
+            # read both again from the new generation rather than mix two, or call a file
+            # that was replaced "damaged".
+            collection.refresh()
+            if collection.record.generation == generation or attempt == 2:
+                break
+        self._readers[collection.name] = (generation, dense, sparse, fault)
         return dense, sparse, fault
 
 
