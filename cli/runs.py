@@ -29,6 +29,9 @@ COUNTS = (
     ("encoded", ("chunks_encoded", "encoder_calls")),
 )
 
+HEADERS = ("+", "~", "-", "=", "!", "enc")  # short, so that the table fits 80 columns
+CAPTION = "files + added ~ updated - deleted = unchanged ! failed · enc: chunks encoded"
+
 
 @app.callback()
 def runs_command(
@@ -51,9 +54,10 @@ def runs_command(
     if as_json:
         print_json(runs)
         return
-    table = Table(title="runs", header_style="bold")
-    for column in ("id", "kind", "started", "seconds", "status", *(c for c, _ in COUNTS), "gen"):
-        table.add_column(column, justify="right" if column not in ("kind", "status") else "left")
+    table = Table(title="runs", header_style="bold", caption=CAPTION)
+    for column in ("id", "kind", "started", "s", "status", *HEADERS, "gen"):
+        left = column in ("kind", "status")
+        table.add_column(column, justify="left" if left else "right", no_wrap=left)
     for run in runs:
         counts = run["counts"]
         table.add_row(
@@ -90,7 +94,7 @@ def show_command(
         return
     console.print(
         f"[bold]run {shown['run_id']}[/] {shown['kind']} · {shown['status']} · started "
-        f"{_when(shown['started'])}"
+        f"{dt.datetime.fromtimestamp(shown['started']).isoformat(' ', 'seconds')}"
         + ("" if shown["seconds"] is None else f" · {shown['seconds']:.1f}s")
         + ("" if shown["parent_id"] is None else f" · inside run {shown['parent_id']}")
     )
@@ -146,4 +150,4 @@ def _shown(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _when(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(timestamp).strftime("%m-%d %H:%M")
