@@ -57,7 +57,7 @@ def runs_command(
     table = Table(title="runs", header_style="bold", caption=CAPTION)
     for column in ("id", "kind", "started", "s", "status", *HEADERS, "gen"):
         left = column in ("kind", "status")
-        table.add_column(column, justify="left" if left else "right", no_wrap=left)
+        table.add_column(column, justify="left" if left else "right", no_wrap=column != "id")
     for run in runs:
         counts = run["counts"]
         table.add_row(

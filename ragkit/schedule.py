@@ -85,7 +85,7 @@ def parse_cron(expression: str) -> Schedule:
         for part, (name, low, high) in zip(parts, _FIELDS, strict=True)
     ]
     minute, hour, dom, month, dow = values
-    dow = None if dow is None else sorted({d % 7 for d in dow})
+    dow = None if dow is None else sorted({d % 7 for d in dow}, key=lambda d: (d - 1) % 7)
     date = f"*-{_calendar(month)}-{_calendar(dom)}"
     clock = f"{_calendar(hour)}:{_calendar(minute)}:00"
     if dow is not None and dom is not None:
