@@ -135,9 +135,7 @@ def test_cli_reindex_json_report_and_exit_3_keeps_a_failed_files_last_version(
         assert kit.store.runs(limit=2)[1]["status"] == "partial"
 
 
-def test_cli_reindex_of_an_emptied_source_exits_1_with_the_reason(
-    cli_ws: Path, docs: Path
-) -> None:
+def test_cli_reindex_of_an_emptied_source_exits_1_with_the_reason(cli_ws: Path, docs: Path) -> None:
     shutil.rmtree(docs)
     docs.mkdir()
     result = runner.invoke(app, ["reindex", "-w", str(cli_ws)])
