@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from ragkit.cli import doctor, finetune, ingest, query, serve, status, tune_fusion
+from ragkit.cli import (
+    doctor,
+    finetune,
+    ingest,
+    query,
+    reindex,
+    runs,
+    schedule,
+    serve,
+    status,
+    tune_fusion,
+)
 from ragkit.cli import eval as eval_cli
 
 app = typer.Typer(
@@ -21,6 +32,9 @@ app.command("doctor")(doctor.doctor_command)
 app.command("eval")(eval_cli.eval_command)
 app.command("tune-fusion")(tune_fusion.tune_fusion_command)
 app.command("finetune")(finetune.finetune_command)
+app.command("reindex")(reindex.reindex_command)
+app.add_typer(runs.app, name="runs")
+app.command("schedule")(schedule.schedule_command)
 app.command("serve")(serve.serve_command)
 
 

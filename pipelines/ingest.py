@@ -31,7 +31,7 @@ from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import ConnectorError
 from ragkit.pipelines._runner import job
-from ragkit.pipelines.sources import remember_sources, resolve_sources
+from ragkit.pipelines.sources import DeletionGuard, remember_sources, resolve_sources
 from ragkit.store import FileRecord
 from ragkit.workspace import Workspace
 
@@ -71,10 +71,12 @@ class IngestReport:
     encode_seconds: float = 0.0
     failures: list[FileFailure] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: sources left as they were because their walk looked like a lost mount (see DeletionGuard)
+    sources_refused: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.sources_refused
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,12 +93,17 @@ def ingest(
     commit_every: int = 4096,
     wait: float = 0.0,
     progress: ProgressCallback | None = None,
+    allow_empty: bool = False,
+    max_delete_fraction: float | None = None,
 ) -> IngestReport:
     """Ingest ``paths`` (each a file or folder) or, when empty, every configured source.
 
     The sources are worked out (and a path that does not exist refused) before the writer
     lock is taken, but ragkit.toml is written only under the lock: a job refused with 75
-    must leave the config as it found it.
+    must leave the config as it found it. A source whose walk finds no file where the store
+    has some (an unmounted disk), or would delete more than ``max_delete_fraction`` of its
+    files, is left as it was and named in ``sources_refused``; ``allow_empty`` lets an empty
+    walk delete.
     """
     sources = resolve_sources(workspace, paths, include, exclude, follow_symlinks)
     params = {
@@ -105,12 +112,16 @@ def ingest(
         "exclude": exclude,
         "follow_symlinks": follow_symlinks,
         "commit_every": commit_every,
+        "allow_empty": allow_empty,
+        "max_delete_fraction": max_delete_fraction,
     }
     with job(workspace, "ingest", params, wait=wait) as run:
         if paths:
             remember_sources(workspace, sources)
         options = load_options or LoadOptions.from_config(workspace.config.ingest)
-        report = _IngestJob(workspace, run.run_id, options, commit_every, progress).run(sources)
+        task = _IngestJob(workspace, run.run_id, options, commit_every, progress)
+        task.guard = DeletionGuard(allow_empty, max_delete_fraction)
+        report = task.run(sources)
         run.outcome(report.ok, report.to_dict())
     return report
 
@@ -161,6 +172,7 @@ class _IngestJob:
         self.batch = _Batch()
         self.root: Path | None = None  # the source being walked, set by _ingest_source
         self.follow_symlinks = False
+        self.guard = DeletionGuard()
 
     def run(self, sources: list[SourceConfig]) -> IngestReport:
         started = time.perf_counter()
@@ -191,6 +203,7 @@ class _IngestJob:
         if not root.exists():
             # Never treat a vanished root as "every file deleted": that would empty the index.
             self._fail(source.name, "source path does not exist; nothing was changed for it")
+            self.report.sources_refused.append(source.name)
             return
         self.store.upsert_source(source.name, str(root), asdict(source))
         # The read checks each file against the root it was walked from (see read_source_bytes).
@@ -219,7 +232,15 @@ class _IngestJob:
                 seen.add(entry.uri)
                 self._ingest_file(source.name, entry, known.get(entry.uri))
             self.progress("file", 1)
-        for path in sorted(set(known) - seen):
+        gone = sorted(set(known) - seen)
+        refusal = self.guard.refuse(
+            len(known), len(gone), any(isinstance(e, FileEntry) for e in entries)
+        )
+        if refusal:
+            self._fail(source.name, f"{refusal}; nothing was deleted for it")
+            self.report.sources_refused.append(source.name)
+            gone = []
+        for path in gone:
             self.report.files_deleted += 1
             self.batch.delete_files.append((source.name, path))
             self._delete_documents(self.store.documents_of_file(source.name, path))

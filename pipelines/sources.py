@@ -7,13 +7,39 @@ refuse a bad path without side effects, and under it, where ragkit.toml is writt
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from ragkit.config import SourceConfig
 from ragkit.connectors.base import printable_path
 from ragkit.errors import ConfigError
 from ragkit.workspace import Workspace
 
-__all__ = ["remember_sources", "resolve_sources"]
+__all__ = ["DeletionGuard", "remember_sources", "resolve_sources"]
+
+
+@dataclass(frozen=True)
+class DeletionGuard:
+    """When a walk's deletions look like a lost mount rather than deleted files: a root that
+    finds no file where the store has some (unmounted, or emptied by accident), or, with
+    ``max_fraction``, one that would delete more than that share of the source's files."""
+
+    allow_empty: bool = False
+    max_fraction: float | None = None
+
+    def refuse(self, known: int, deleting: int, found_any: bool) -> str | None:
+        if not known or not deleting:
+            return None
+        if not found_any and not self.allow_empty:
+            return (
+                f"the walk found no files where the store has {known} (an unmounted or emptied "
+                "folder?); pass --allow-empty to delete them all"
+            )
+        if self.max_fraction is not None and deleting > self.max_fraction * known:
+            return (
+                f"{deleting} of {known} files would be deleted, more than --max-delete-fraction "
+                f"{self.max_fraction:g}; check the folder, or raise the fraction"
+            )
+        return None
 
 
 def resolve_sources(
