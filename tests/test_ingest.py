@@ -120,9 +120,14 @@ def test_bad_files_are_listed_and_the_rest_ingested(workspace, docs) -> None:  #
     report = workspace.ingest(docs)
     assert report.files_new == 3
     failed = {Path(f.path).name: f.reason for f in report.failures}
-    assert set(failed) == {"empty.txt", "binary.txt", "broken.pdf", "image.xyz"}
+    assert set(failed) == {"empty.txt", "binary.txt", "broken.pdf"}
     assert "binary" in failed["binary.txt"]
-    assert report.files_failed == 4
+    assert report.files_failed == 3
+    # An unsupported type is skipped and counted, not failed; strict makes it a failure.
+    assert (report.files_skipped, report.skipped_types) == (1, {".xyz": 1})
+    strict = workspace.ingest(docs, strict=True)
+    assert {Path(f.path).name for f in strict.failures} == {*failed, "image.xyz"}
+    assert strict.files_skipped == 0
 
 
 def test_a_file_that_turns_bad_keeps_its_last_good_version(workspace, docs) -> None:  # type: ignore[no-untyped-def]
