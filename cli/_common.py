@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -137,6 +138,9 @@ class ProgressView:
         self.started = time.monotonic()
         self.finished: float | None = None
         self._last_log = self.started
+        self._log_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -149,13 +153,25 @@ class ProgressView:
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         self.bar.__enter__()
+        if self.log and self.log_every > 0:
+            # A job can go quiet for a long time (loading a model, one big encode batch): the
+            # ticker keeps the log saying that it is alive and how far it got.
+            self._ticker = threading.Thread(target=self._tick, name="progress-log", daemon=True)
+            self._ticker.start()
         return self._on_event
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
         self.finished = time.monotonic()
         self.bar.__exit__(*exc)
         if self.log and exc[0] is None:
             self._write_log("done")
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.log_every / 4):
+            self._maybe_log()
 
     def elapsed(self) -> float:
         """Seconds since the view started, frozen when it ends."""
@@ -163,9 +179,15 @@ class ProgressView:
 
     def _on_event(self, event: str, n: int) -> None:
         self.update(event, n)
-        if self.log and time.monotonic() - self._last_log >= self.log_every:
-            self._last_log = time.monotonic()
-            self._write_log("progress")
+        if self.log:
+            self._maybe_log()
+
+    def _maybe_log(self) -> None:
+        with self._log_lock:
+            now = time.monotonic()
+            if now - self._last_log >= self.log_every and not self._stop.is_set():
+                self._last_log = now
+                self._write_log("progress")
 
     def _write_log(self, label: str) -> None:
         err_console.print(

@@ -241,13 +241,17 @@ def remove_source(workspace: Workspace, name: str, *, wait: float = 0.0) -> Sour
         else:
             channel = workspace.sparse_channel
             writer = CollectionWriter(collection, channel)
-            if writer.sparse_needs_rebuild and channel is not None:
-                channel.warm(store, lambda event, n: None)
+            quiet = lambda event, n: None  # noqa: E731
+            prepared = None
+            if channel is not None:
+                if writer.sparse_needs_rebuild:
+                    channel.warm(store, quiet)
+                prepared = channel.prepare([], store, quiet)  # no chunks: what ingest hands over
             with writer.committing() as w:
                 removed = np.array(store.chunk_ids_of_documents(doc_ids), dtype=np.int64)
                 _delete_rows(workspace, name, files, doc_ids)
                 no_vectors = np.zeros((0, collection.record.dim), dtype=np.float32)
-                w.apply(removed, np.zeros(0, dtype=np.int64), no_vectors, None)
+                w.apply(removed, np.zeros(0, dtype=np.int64), no_vectors, prepared)
             report.chunks = len(removed)
         run.outcome(True, report.to_dict())
     return report

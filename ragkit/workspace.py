@@ -1,6 +1,6 @@
 """The workspace: one folder holding config, store and collections for one corpus.
 
-This is the public Python API: ``kit = ragkit.open("./.ragkit"); kit.ingest("docs/");
+This is the public Python API: ``kit = ragkit.open(".ragkit", create=True); kit.ingest("docs/");
 kit.query("how do I ...", k=5)``. Queries go through the ``default`` alias, so a migration can
 build a new collection and swap the alias without readers noticing.
 """

@@ -179,6 +179,24 @@ def test_progress_logs_lines_when_not_a_terminal_and_the_summary_agrees(site) ->
     assert any(line.startswith("done:") for line in err.splitlines())
 
 
+def test_log_lines_keep_coming_while_a_job_is_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    """A model load or one long encode sends no events; the log must still show progress."""
+    import time
+
+    from ragkit.cli.ingest import _progress
+
+    view = _progress(quiet=False, log_every=0.05)
+    assert view.log  # stderr is captured, not a terminal
+    with view as on_progress:
+        on_progress("files_total", 4)
+        on_progress("file", 1)
+        time.sleep(0.4)  # no events meanwhile
+    lines = capsys.readouterr().err.splitlines()
+    ticks = [line for line in lines if line.startswith("progress: files 1/4")]
+    assert len(ticks) >= 3 and "ETA" in ticks[0]
+    assert lines[-1].startswith("done: files 1/4 · 0 chunks embedded")
+
+
 # -- query errors ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("text", ["", "   ", "\t\n"])
 def test_empty_query_is_an_error(site, text: str) -> None:  # type: ignore[no-untyped-def]
