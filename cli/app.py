@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from ragkit.cli import (
@@ -13,6 +15,7 @@ from ragkit.cli import (
     runs,
     schedule,
     serve,
+    sources,
     status,
     tune_fusion,
 )
@@ -36,6 +39,41 @@ app.command("reindex")(reindex.reindex_command)
 app.add_typer(runs.app, name="runs")
 app.command("schedule")(schedule.schedule_command)
 app.command("serve")(serve.serve_command)
+app.add_typer(sources.app, name="sources")
+
+
+def _version() -> str:
+    """The installed distribution's version; ``ragkit.__version__`` for a source checkout.
+    Neither imports torch, so ``ragkit --version`` stays as fast as ``--help``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ragkit")
+    except PackageNotFoundError:
+        import ragkit
+
+        return ragkit.__version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ragkit {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Ingest documents, index them (dense + sparse), query, evaluate and fine-tune retrieval."""
 
 
 def main() -> None:

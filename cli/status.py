@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json
+from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json, print_table
 from ragkit.errors import RagkitError
 
 
@@ -37,12 +36,11 @@ def status_command(
         error = f": {run['error']}" if run["error"] else ""
         console.print(f"last run [cyan]{run['kind']}[/] {run['status']}{took}{error}")
     for name, root in info["sources"].items():
-        console.print(f"source [cyan]{name}[/] → {root}")
-    table = Table(title="collections", header_style="bold")
-    for column in ("name", "alias", "encoder", "dim", "index", "sparse", "generation", "size"):
-        table.add_column(column)
-    for c in info["collections"]:
-        table.add_row(
+        console.print(f"source [cyan]{name}[/] → {root}", highlight=False)
+    if info["sources"]:
+        console.print("(`ragkit sources` lists them with their globs and counts)", highlight=False)
+    rows = [
+        [
             c["name"],
             ",".join(c["aliases"]),
             f"{c['encoder']} ({c['fingerprint'][:10]})",
@@ -51,5 +49,8 @@ def status_command(
             c["sparse"] or "-",
             str(c["generation"]),
             f"{c['index_bytes'] / 1e6:.1f} MB",
-        )
-    console.print(table)
+        ]
+        for c in info["collections"]
+    ]
+    columns = ["name", "alias", "encoder", "dim", "index", "sparse", "generation", "size"]
+    print_table("collections", columns, rows, right=("dim", "generation", "size"))

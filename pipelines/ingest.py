@@ -25,13 +25,18 @@ from ragkit.collection import CollectionWriter
 from ragkit.config import SourceConfig
 from ragkit.connectors import LoadOptions, read_source_bytes
 from ragkit.connectors.base import UnsafeSourceError, printable_path
-from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
+from ragkit.connectors.filesystem import FileEntry, WalkFailure, WalkSkip, walk_files
 from ragkit.connectors.pool import ParsePool
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import ConnectorError
 from ragkit.pipelines._runner import job
-from ragkit.pipelines.sources import DeletionGuard, remember_sources, resolve_sources
+from ragkit.pipelines.sources import (
+    DeletionGuard,
+    remember_sources,
+    resolve_sources,
+    saved_filter_notes,
+)
 from ragkit.store import FileRecord
 from ragkit.workspace import Workspace
 
@@ -59,6 +64,8 @@ class IngestReport:
     files_unchanged: int = 0
     files_deleted: int = 0
     files_failed: int = 0
+    files_skipped: int = 0  # unsupported types found in a folder: ".css" -> how many
+    skipped_types: dict[str, int] = field(default_factory=dict)
     documents_added: int = 0
     documents_updated: int = 0
     documents_deleted: int = 0
@@ -73,6 +80,8 @@ class IngestReport:
     problems: list[str] = field(default_factory=list)
     #: sources left as they were because their walk looked like a lost mount (see DeletionGuard)
     sources_refused: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. the saved excludes that were used
+    sources: list[str] = field(default_factory=list)  # names of the sources this run walked
 
     @property
     def ok(self) -> bool:
@@ -95,6 +104,7 @@ def ingest(
     progress: ProgressCallback | None = None,
     allow_empty: bool = False,
     max_delete_fraction: float | None = None,
+    strict: bool = False,
 ) -> IngestReport:
     """Ingest ``paths`` (each a file or folder) or, when empty, every configured source.
 
@@ -103,7 +113,8 @@ def ingest(
     must leave the config as it found it. A source whose walk finds no file where the store
     has some (an unmounted disk), or would delete more than ``max_delete_fraction`` of its
     files, is left as it was and named in ``sources_refused``; ``allow_empty`` lets an empty
-    walk delete.
+    walk delete. ``strict``: files of unsupported types
+    are failures, not skips.
     """
     sources = resolve_sources(workspace, paths, include, exclude, follow_symlinks)
     params = {
@@ -114,14 +125,18 @@ def ingest(
         "commit_every": commit_every,
         "allow_empty": allow_empty,
         "max_delete_fraction": max_delete_fraction,
+        "strict": strict,
     }
+    notes = saved_filter_notes(workspace, paths, include, exclude)
     with job(workspace, "ingest", params, wait=wait) as run:
         if paths:
             remember_sources(workspace, sources)
         options = load_options or LoadOptions.from_config(workspace.config.ingest)
-        task = _IngestJob(workspace, run.run_id, options, commit_every, progress)
-        task.guard = DeletionGuard(allow_empty, max_delete_fraction)
-        report = task.run(sources)
+        ingest_job = _IngestJob(workspace, run.run_id, options, commit_every, progress)
+        ingest_job.guard = DeletionGuard(allow_empty, max_delete_fraction)
+        ingest_job.strict = strict
+        ingest_job.report.notes, ingest_job.report.sources = notes, [s.name for s in sources]
+        report = ingest_job.run(sources)
         run.outcome(report.ok, report.to_dict())
     return report
 
@@ -173,6 +188,7 @@ class _IngestJob:
         self.root: Path | None = None  # the source being walked, set by _ingest_source
         self.follow_symlinks = False
         self.guard = DeletionGuard()
+        self.strict = False
 
     def run(self, sources: list[SourceConfig]) -> IngestReport:
         started = time.perf_counter()
@@ -220,7 +236,10 @@ class _IngestJob:
         self.progress("files_total", len(entries))
         seen: set[str] = set()
         for entry in entries:
-            if isinstance(entry, WalkFailure):
+            if isinstance(entry, WalkSkip) and not self.strict:
+                seen.add(printable_path(_relative(entry.path, root)))  # keep what it had
+                self._skip(entry)
+            elif isinstance(entry, WalkFailure):
                 uri = printable_path(_relative(entry.path, root))
                 if entry.forget and uri in known:
                     # Not added to `seen`: its record and documents go with the deleted files.
@@ -367,6 +386,11 @@ class _IngestJob:
                 doc_id, source, file_path, self.store.load_document(doc_id), content_hash
             )
             self._maybe_flush()
+
+    def _skip(self, entry: WalkSkip) -> None:
+        kind = entry.extension or "(no extension)"
+        self.report.files_skipped += 1
+        self.report.skipped_types[kind] = self.report.skipped_types.get(kind, 0) + 1
 
     def _fail(self, path: str | Path, reason: str) -> None:
         self.report.files_failed += 1

@@ -1,6 +1,6 @@
 """The workspace: one folder holding config, store and collections for one corpus.
 
-This is the public Python API: ``kit = ragkit.open("./.ragkit"); kit.ingest("docs/");
+This is the public Python API: ``kit = ragkit.open(".ragkit", create=True); kit.ingest("docs/");
 kit.query("how do I ...", k=5)``. Queries go through the ``default`` alias, so a migration can
 build a new collection and swap the alias without readers noticing.
 """
@@ -23,6 +23,7 @@ from ragkit.encoders.protocol import Encoder
 from ragkit.encoders.registry import load_encoder
 from ragkit.errors import EncoderMismatchError, StoreDamagedError, WorkspaceError
 from ragkit.lock import WorkspaceLock
+from ragkit.retrieval.limits import check_k, check_query_text
 from ragkit.retrieval.search import Searcher
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
@@ -40,17 +41,19 @@ CONFIG_NAME = "ragkit.toml"
 def open_workspace(
     path: str | Path = ".ragkit",
     *,
-    create: bool = True,
+    create: bool = False,
     encoder: Encoder | None = None,
 ) -> Workspace:
-    """Open (or create) a workspace folder. ``encoder`` overrides the configured one."""
+    """Open a workspace folder; ``create=True`` makes one there when there is none (a typo'd
+    path must not leave an empty workspace behind). ``encoder`` overrides the configured one."""
     root = Path(path)
     _refuse_a_lost_store(root)
     if not (root / "store.sqlite").exists():
         if not create:
             raise WorkspaceError(
-                f"{root}: no ragkit workspace here; run `ragkit ingest PATH --workspace {root}` "
-                "first, or point --workspace at an existing one"
+                f"{root}: no ragkit workspace here; create one with `ragkit ingest PATH "
+                f"--workspace {root}` (or ragkit.open(path, create=True) in Python), or point "
+                "--workspace at an existing one"
             )
         root.mkdir(parents=True, exist_ok=True)
     return Workspace(root, encoder=encoder)
@@ -179,6 +182,7 @@ class Workspace:
         rerank: bool | str | None = None,
         alias: str = DEFAULT_ALIAS,
     ) -> list[Hit]:
+        check_query_text(text)
         return self.query_many([text], k=k, where=where, mode=mode, rerank=rerank, alias=alias)[0]
 
     def query_many(
@@ -195,6 +199,7 @@ class Workspace:
         """Search with ``mode`` dense, sparse or hybrid (default: hybrid when a sparse channel
         exists). ``"<mode>+rerank"`` or ``rerank=True``/a model name adds the cross-encoder.
         ``query_vectors``: the texts already encoded by this workspace's encoder."""
+        check_k(k)
         return self.searcher.query_many(
             texts,
             k=k,

@@ -22,7 +22,7 @@ from ragkit.errors import (
     IndexCorruptError,
     WorkspaceError,
 )
-from ragkit.retrieval.filters import filters_sql, parse_filters
+from ragkit.retrieval.filters import check_filter_keys, filters_sql, parse_filters
 from ragkit.retrieval.fusion import fuse
 
 if TYPE_CHECKING:
@@ -120,6 +120,7 @@ class Searcher:
         if filters:
             allowed = workspace.store.chunk_ids_where(*filters_sql(filters))
             if len(allowed) == 0:
+                check_filter_keys(filters, workspace.store)  # a typo'd key is not "no hits"
                 return [[{} for _ in texts] for _ in channels]
         runs: list[list[dict[int, float]]] = []
         for channel_name in channels:
