@@ -164,7 +164,7 @@ def test_a_writer_committing_between_the_reader_loads_is_not_damage(
     from ragkit.collection import Collection
 
     ws = tmp_path / "ws"
-    writer = ragkit.open(ws, encoder=tiny_encoder)
+    writer = ragkit.open(ws, encoder=tiny_encoder, create=True)
     writer.ingest(str(docs))
     reader = ragkit.open(ws, encoder=tiny_encoder)
     (docs / "late.txt").write_text("zebra marker text about quokkas\n", encoding="utf-8")
