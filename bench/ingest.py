@@ -281,7 +281,7 @@ def main() -> None:
         counter.take()
 
         # 1. ragkit, end to end, fresh workspace
-        kit = ragkit.open(Path(tmp) / "workspace", encoder=encoder)
+        kit = ragkit.open(Path(tmp) / "workspace", create=True, encoder=encoder)
         profiler = cProfile.Profile() if args.profile else None
         with Clock() as first_clock:
             if profiler:

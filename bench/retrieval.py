@@ -41,7 +41,7 @@ def main() -> None:
         queries = dict(list(queries.items())[: args.max_queries])
     rows, results = [], []
     for channel in args.sparse:
-        kit = ragkit.open(args.workspace)
+        kit = ragkit.open(args.workspace, create=True)
         kit.config.sparse.model = channel
         kit.config.save(kit.config_path)
         started = time.perf_counter()

@@ -201,7 +201,7 @@ def main() -> None:
 
     for size in args.sizes:
         corpus = write_corpus(args.dataset, size, args.work)
-        kit = ragkit.open(args.work / f"ws-{size}-{args.encoder}", encoder=encoder)
+        kit = ragkit.open(args.work / f"ws-{size}-{args.encoder}", create=True, encoder=encoder)
         started = time.perf_counter()
         report = kit.ingest(corpus)
         ingest_s = time.perf_counter() - started

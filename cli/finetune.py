@@ -111,7 +111,7 @@ def finetune_command(
     Training pairs come from --pairs, from --dataset qrels, or are generated from the corpus
     (a sentence or heading of a chunk as the query, the rest as the passage). Hard negatives are
     mined from the workspace's own index. The model is saved with a model card and registered
-    in the workspace, ready for `ragkit migrate --to`.
+    in the workspace; to search with it, set it as [encoder] model of a new workspace.
     """
     import ragkit
     from ragkit.pipelines.finetune import FinetuneConfig, finetune
@@ -234,4 +234,7 @@ def _render(report: Any) -> None:
     console.print(f"fingerprint: {report.fingerprint}")
     console.print(f"run: {report.run_dir}")
     if report.registry:
-        console.print(f"registered in {report.registry}; move the index with `ragkit migrate --to`")
+        console.print(
+            f"registered in {report.registry}; to search with it, set [encoder] model = "
+            f'"{report.model_path}" in a new workspace\'s ragkit.toml and ingest there'
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -12,12 +13,15 @@ from rich.table import Table
 
 from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json, warn_of
 from ragkit.errors import DegradedSearchWarning, RagkitError
+from ragkit.retrieval.limits import MAX_K, check_k, check_query_text
+
+SNIPPET_CHARS = 240  # of a hit's text in the terminal table; piped output prints it all
 
 
 def query_command(
     text: Annotated[str, typer.Argument(help="What to search for.")],
     workspace: WorkspaceOption = Path(".ragkit"),
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many hits.")] = 5,
+    k: Annotated[int, typer.Option("-k", "--k", help=f"How many hits (1 to {MAX_K}).")] = 5,
     where: Annotated[
         list[str] | None,
         typer.Option("--where", help="Metadata filter KEY OP VALUE, e.g. source=docs, format=pdf."),
@@ -44,10 +48,16 @@ def query_command(
     ] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
 ) -> None:
-    """Search the workspace and show the best-matching chunks."""
+    """Search the workspace and show the best-matching chunks.
+
+    On a terminal the hits are a table that fits its width; piped or redirected, they are
+    tab-separated lines (rank, score, document, section, text) with every text in full.
+    """
     import ragkit
 
     try:
+        check_query_text(text)  # the same checks, and words, as the Python API's
+        check_k(k)
         kit = ragkit.open(workspace, create=False)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DegradedSearchWarning)
@@ -59,13 +69,19 @@ def query_command(
     warn_of(caught)
     if as_json:
         print_json([asdict(hit) for hit in hits])
-        return
+    elif console.is_terminal:
+        _print_table(text, hits)
+    else:
+        _print_plain(text, hits)
+
+
+def _print_table(text: str, hits: list) -> None:  # type: ignore[type-arg]
     table = Table(title=f"{len(hits)} hits for {text!r}", header_style="bold", show_lines=True)
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
     table.add_column("document", overflow="fold", max_width=30)
     table.add_column("section", overflow="fold", max_width=28)
-    table.add_column("text", overflow="fold")
+    table.add_column("text", overflow="fold", ratio=1)
     for hit in hits:
         snippet = " ".join(hit.text.split())
         table.add_row(
@@ -73,6 +89,16 @@ def query_command(
             f"{hit.score:.3f}",
             hit.uri,
             " > ".join(hit.headings) or hit.title,
-            snippet[:240] + ("…" if len(snippet) > 240 else ""),
+            snippet[:SNIPPET_CHARS] + ("…" if len(snippet) > SNIPPET_CHARS else ""),
         )
     console.print(table)
+
+
+def _print_plain(text: str, hits: list) -> None:  # type: ignore[type-arg]
+    """One line per hit, tab-separated, nothing cut: for grep, cut and awk."""
+    lines = [f"# {len(hits)} hits for {text!r}", "rank\tscore\tdocument\tsection\ttext"]
+    for hit in hits:
+        section = " > ".join(hit.headings) or hit.title
+        fields = [str(hit.rank), f"{hit.score:.3f}", hit.uri, section, hit.text]
+        lines.append("\t".join(" ".join(field.split()) for field in fields))
+    sys.stdout.write("\n".join(lines) + "\n")

@@ -37,6 +37,8 @@ def status_command(
         error = f": {run['error']}" if run["error"] else ""
         console.print(f"last run [cyan]{run['kind']}[/] {run['status']}{took}{error}")
     for name, root in info["sources"].items():
-        console.print(f"source [cyan]{name}[/] → {root}")
+        console.print(f"source [cyan]{name}[/] → {root}", highlight=False)
+    if info["sources"]:
+        console.print("(`ragkit sources` lists them with their globs and counts)", highlight=False)
     console.print(collections_table(info["collections"]))
     print_drift(info["collections"])

@@ -45,7 +45,7 @@ def tune_fusion_command(
             data = load_beir(dataset, split)
             texts, judged = data.queries, data.qrels
             root = workspace or Path(".ragkit-eval") / dataset.resolve().name
-            kit = ragkit.open(root)
+            kit = ragkit.open(root, create=True)
             kit.ingest(dataset / "corpus.jsonl")
         elif queries is not None and qrels is not None:
             texts, judged = read_queries(queries), load_qrels(qrels)

@@ -16,7 +16,7 @@ from ragkit.connectors.base import (
     parse_bytes,
     read_source_bytes,
 )
-from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
+from ragkit.connectors.filesystem import FileEntry, WalkFailure, WalkSkip, walk_files
 from ragkit.connectors.text import read_text
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "LoadOptions",
     "LoadResult",
     "WalkFailure",
+    "WalkSkip",
     "format_for_path",
     "load_file",
     "parse_bytes",

@@ -2,7 +2,9 @@
 
 The walk is deterministic (sorted) so that two ingests of the same tree see files in the same
 order, and every file it cannot use is reported as a :class:`WalkFailure` instead of being
-skipped silently, so a user can tell "ignored on purpose" from "broken".
+skipped silently, so a user can tell "ignored on purpose" from "broken".  A file of a type no
+connector reads (a site's ``.css``, ``.svg``, images, fonts) is a :class:`WalkSkip`: reported and
+counted, but not a failure, since a documentation folder is full of them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from pathlib import Path
 from ragkit.connectors.base import format_for_path, printable_path
 from ragkit.errors import ConnectorError
 
-__all__ = ["SKIPPED_DIRS", "FileEntry", "WalkFailure", "compile_glob", "walk_files"]
+__all__ = [
+    "SKIPPED_DIRS",
+    "FileEntry",
+    "WalkFailure",
+    "WalkSkip",
+    "compile_glob",
+    "walk_files",
+]
 
 # Dependency and cache folders hold thousands of files nobody means to search.
 SKIPPED_DIRS = frozenset({"__pycache__", "node_modules"})
@@ -51,6 +60,18 @@ class WalkFailure:
     path: str
     reason: str
     forget: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WalkSkip(WalkFailure):
+    """A file of an unsupported type, found while walking a folder.
+
+    A subclass, so that code which only knows failures still reports it; ingest counts it as
+    skipped (per extension), or as a failure under ``strict``.  ``extension`` is the lower-case
+    suffix (``.css``), or ``""`` for a name without one.
+    """
+
+    extension: str = ""
 
 
 def compile_glob(pattern: str) -> re.Pattern[str]:
@@ -114,14 +135,21 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _file_result(path: str, rel: str, st: os.stat_result) -> FileEntry | WalkFailure:
+def _file_result(
+    path: str, rel: str, st: os.stat_result, *, named: bool = False
+) -> FileEntry | WalkFailure:
+    """``named``: the file was given itself, not found in a folder, so an unsupported type is
+    a failure (the user asked for that very file), not a skip."""
     if not stat.S_ISREG(st.st_mode):
         return WalkFailure(path, "not a regular file (device, FIFO or socket)")
     fmt = format_for_path(rel)
     if fmt is None:
         suffix = Path(rel).suffix
         reason = f"unsupported file type '{suffix}'" if suffix else "unsupported file type"
-        return WalkFailure(path, reason + (" (no extension)" if not suffix else ""))
+        reason += " (no extension)" if not suffix else ""
+        if named:
+            return WalkFailure(path, reason)
+        return WalkSkip(path, reason, extension=suffix.lower())
     return FileEntry(Path(path), printable_path(rel), st.st_size, st.st_mtime_ns, fmt)
 
 
@@ -204,7 +232,7 @@ def walk_files(
     follow_symlinks: bool = False,
 ) -> Iterator[FileEntry | WalkFailure]:
     """Yield the loadable files under ``root`` in sorted order, and a failure for each file
-    that cannot be used.
+    that cannot be used (a :class:`WalkSkip` for one of an unsupported type).
 
     Hidden names, ``__pycache__`` and ``node_modules`` are skipped silently, and so is a
     directory whose own path matches an ``exclude`` pattern (``drafts`` or ``**/drafts``
@@ -225,7 +253,7 @@ def walk_files(
     except OSError as exc:
         raise ConnectorError(str(root), f"cannot read source root: {exc.strerror or exc}") from exc
     if not stat.S_ISDIR(st.st_mode):
-        return iter([_file_result(str(root), root.name, st)])
+        return iter([_file_result(str(root), root.name, st, named=True)])
     matcher = _Matcher(include, exclude)
     return _walk(
         str(root), os.path.realpath(root), (st.st_dev, st.st_ino), matcher, follow_symlinks

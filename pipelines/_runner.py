@@ -17,6 +17,8 @@ One place owns what each job used to do for itself, so no job can get it half ri
   saved; Ctrl-C is ``interrupted``). A nested job is its own row whose ``parent_id`` names the
   outer run, so each step's counts and failure stay visible, and a failure of the inner job
   fails the outer one too (the exception passes through it);
+- **run history**, pruned at the start of each outermost job to ``[runs] keep`` rows and
+  ``keep_days`` days; a row still ``running`` is never pruned;
 - **checkpoints**: :meth:`Job.checkpoint` / :meth:`Job.resume_point` keep JSON values in the
   ``checkpoints`` table under the job's kind, so the next run of that kind resumes where a
   failed or killed one stopped. Written inside a store transaction, a checkpoint commits with
@@ -107,6 +109,7 @@ class Runner:
         try:
             self.workspace.store.upgrade()  # an older store's tables, brought up to date
             self._reap_crashed()
+            self._prune_history()
             yield from self._run(kind, params)
         finally:
             lock.release()
@@ -131,6 +134,13 @@ class Runner:
             self._active.remove(job)
         store.clear_checkpoints(kind)
         store.finish_run(run_id, job.status, job.stats, None)
+
+    def _prune_history(self) -> None:
+        """Keep the runs table to ``[runs] keep`` / ``keep_days``: done here, under the lock
+        and after reaping, so a scheduled job bounds its own history and a dead run's row is
+        ``crashed`` (prunable) rather than ``running`` (never pruned) by now."""
+        settings = self.workspace.config.runs
+        self.workspace.store.prune_runs(keep=settings.keep, keep_days=settings.keep_days)
 
     def _reap_crashed(self) -> None:
         """Mark ``crashed`` the runs of this host left ``running`` by a process that is gone.

@@ -89,7 +89,7 @@ def eval_dataset(
     dataset = Path(dataset)
     data = load_beir(dataset, split)
     root = Path(workspace) if workspace else Path(".ragkit-eval") / dataset.resolve().name
-    kit = open_workspace(root, encoder=encoder)
+    kit = open_workspace(root, create=True, encoder=encoder)
     try:
         ingest = kit.ingest(dataset / "corpus.jsonl", progress=progress)
         queries = dict(sorted(data.queries.items()))

@@ -30,14 +30,19 @@ from ragkit.collection_spec import MIGRATION_HINT
 from ragkit.config import SourceConfig
 from ragkit.connectors import LoadOptions, read_source_bytes
 from ragkit.connectors.base import UnsafeSourceError, printable_path
-from ragkit.connectors.filesystem import FileEntry, WalkFailure, walk_files
+from ragkit.connectors.filesystem import FileEntry, WalkFailure, WalkSkip, walk_files
 from ragkit.connectors.pool import ParsePool
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import ConnectorError
 from ragkit.pipelines._runner import job
 from ragkit.pipelines.ingest_commit import Batch, Target, commit_batch, open_targets
-from ragkit.pipelines.sources import remember_sources, resolve_sources
+from ragkit.pipelines.sources import (
+    DeletionGuard,
+    remember_sources,
+    resolve_sources,
+    saved_filter_notes,
+)
 from ragkit.store import FileRecord
 from ragkit.workspace import Workspace
 from ragkit.workspace_status import collection_drift
@@ -66,6 +71,8 @@ class IngestReport:
     files_unchanged: int = 0
     files_deleted: int = 0
     files_failed: int = 0
+    files_skipped: int = 0  # unsupported types found in a folder: ".css" -> how many
+    skipped_types: dict[str, int] = field(default_factory=dict)
     documents_added: int = 0
     documents_updated: int = 0
     documents_deleted: int = 0
@@ -78,10 +85,14 @@ class IngestReport:
     encode_seconds: float = 0.0
     failures: list[FileFailure] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: sources left as they were because their walk looked like a lost mount (see DeletionGuard)
+    sources_refused: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. the saved excludes that were used
+    sources: list[str] = field(default_factory=list)  # names of the sources this run walked
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.sources_refused
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,12 +109,19 @@ def ingest(
     commit_every: int = 4096,
     wait: float = 0.0,
     progress: ProgressCallback | None = None,
+    allow_empty: bool = False,
+    max_delete_fraction: float | None = None,
+    strict: bool = False,
 ) -> IngestReport:
     """Ingest ``paths`` (each a file or folder) or, when empty, every configured source.
 
     The sources are worked out (and a path that does not exist refused) before the writer
     lock is taken, but ragkit.toml is written only under the lock: a job refused with 75
-    must leave the config as it found it.
+    must leave the config as it found it. A source whose walk finds no file where the store
+    has some (an unmounted disk), or would delete more than ``max_delete_fraction`` of its
+    files, is left as it was and named in ``sources_refused``; ``allow_empty`` lets an empty
+    walk delete. ``strict``: files of unsupported types
+    are failures, not skips.
     """
     sources = resolve_sources(workspace, paths, include, exclude, follow_symlinks)
     params = {
@@ -112,12 +130,20 @@ def ingest(
         "exclude": exclude,
         "follow_symlinks": follow_symlinks,
         "commit_every": commit_every,
+        "allow_empty": allow_empty,
+        "max_delete_fraction": max_delete_fraction,
+        "strict": strict,
     }
+    notes = saved_filter_notes(workspace, paths, include, exclude)
     with job(workspace, "ingest", params, wait=wait) as run:
         if paths:
             remember_sources(workspace, sources)
         options = load_options or LoadOptions.from_config(workspace.config.ingest)
-        report = _IngestJob(workspace, run.run_id, options, commit_every, progress).run(sources)
+        ingest_job = _IngestJob(workspace, run.run_id, options, commit_every, progress)
+        ingest_job.guard = DeletionGuard(allow_empty, max_delete_fraction)
+        ingest_job.strict = strict
+        ingest_job.report.notes, ingest_job.report.sources = notes, [s.name for s in sources]
+        report = ingest_job.run(sources)
         run.outcome(report.ok, report.to_dict())
     return report
 
@@ -154,6 +180,8 @@ class _IngestJob:
         self.batch = Batch()
         self.root: Path | None = None  # the source being walked, set by _ingest_source
         self.follow_symlinks = False
+        self.guard = DeletionGuard()
+        self.strict = False
 
     def run(self, sources: list[SourceConfig]) -> IngestReport:
         started = time.perf_counter()
@@ -186,6 +214,7 @@ class _IngestJob:
         if not root.exists():
             # Never treat a vanished root as "every file deleted": that would empty the index.
             self._fail(source.name, "source path does not exist; nothing was changed for it")
+            self.report.sources_refused.append(source.name)
             return
         self.store.upsert_source(source.name, str(root), asdict(source))
         # The read checks each file against the root it was walked from (see read_source_bytes).
@@ -202,7 +231,10 @@ class _IngestJob:
         self.progress("files_total", len(entries))
         seen: set[str] = set()
         for entry in entries:
-            if isinstance(entry, WalkFailure):
+            if isinstance(entry, WalkSkip) and not self.strict:
+                seen.add(printable_path(_relative(entry.path, root)))  # keep what it had
+                self._skip(entry)
+            elif isinstance(entry, WalkFailure):
                 uri = printable_path(_relative(entry.path, root))
                 if entry.forget and uri in known:
                     # Not added to `seen`: its record and documents go with the deleted files.
@@ -214,7 +246,15 @@ class _IngestJob:
                 seen.add(entry.uri)
                 self._ingest_file(source.name, entry, known.get(entry.uri))
             self.progress("file", 1)
-        for path in sorted(set(known) - seen):
+        gone = sorted(set(known) - seen)
+        refusal = self.guard.refuse(
+            len(known), len(gone), any(isinstance(e, FileEntry) for e in entries)
+        )
+        if refusal:
+            self._fail(source.name, f"{refusal}; nothing was deleted for it")
+            self.report.sources_refused.append(source.name)
+            gone = []
+        for path in gone:
             self.report.files_deleted += 1
             self.batch.delete_files.append((source.name, path))
             self._delete_documents(self.store.documents_of_file(source.name, path))
@@ -333,6 +373,11 @@ class _IngestJob:
     def _delete_documents(self, documents: dict[str, str]) -> None:
         self.report.documents_deleted += len(documents)
         self.batch.delete_docs.extend(documents)
+
+    def _skip(self, entry: WalkSkip) -> None:
+        kind = entry.extension or "(no extension)"
+        self.report.files_skipped += 1
+        self.report.skipped_types[kind] = self.report.skipped_types.get(kind, 0) + 1
 
     def _fail(self, path: str | Path, reason: str) -> None:
         self.report.files_failed += 1

@@ -1,7 +1,7 @@
 """ragkit: ingest documents, index them, query, evaluate and fine-tune retrieval.
 
 >>> import ragkit
->>> kit = ragkit.open("./.ragkit")
+>>> kit = ragkit.open("./.ragkit", create=True)
 >>> kit.ingest("docs/")
 >>> kit.query("how do I rotate backups?", k=5)
 

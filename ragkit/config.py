@@ -24,6 +24,7 @@ __all__ = [
     "IndexConfig",
     "IngestConfig",
     "RerankConfig",
+    "RunsConfig",
     "SourceConfig",
     "SparseConfig",
     "WorkspaceConfig",
@@ -152,6 +153,23 @@ class IngestConfig:
 
 
 @dataclass(kw_only=True)
+class RunsConfig:
+    """How much run history the ``runs`` table keeps: a scheduled reindex adds a row or two
+    every run, so without a bound the table only grows. The job runner prunes finished rows at
+    the start of each job: all but the newest ``keep``, and those older than ``keep_days``
+    (``0`` switches either bound off). A row still ``running`` is never pruned."""
+
+    keep: int = 1000
+    keep_days: float = 0
+
+    def __post_init__(self) -> None:
+        for name in ("keep", "keep_days"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"[runs] {name} must be a number >= 0 (0: no limit)")
+
+
+@dataclass(kw_only=True)
 class SourceConfig:
     """A directory (or single file) that ingest and reindex read."""
 
@@ -170,6 +188,7 @@ _SECTIONS = {
     "fusion": FusionConfig,
     "rerank": RerankConfig,
     "ingest": IngestConfig,
+    "runs": RunsConfig,
 }
 
 
@@ -182,6 +201,7 @@ class WorkspaceConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    runs: RunsConfig = field(default_factory=RunsConfig)
     sources: list[SourceConfig] = field(default_factory=list)
     #: the sections the file sets (a query takes ``[fusion]`` from the file only when set)
     sections_set: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)

@@ -77,15 +77,54 @@ class RunLog:
                 (error, run_id),
             )
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The latest runs, newest first. A store not yet upgraded to schema 3 (opened by a
-        reader) has no parameters or parent: those read as empty."""
-        rows = self._query("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (limit,))
-        names = [
-            column[1] for column in self._query("PRAGMA table_info(runs)")
-        ]  # SELECT * returns the columns in this order
+    def runs(self, limit: int = 20, *, kind: str | None = None) -> list[dict[str, Any]]:
+        """The latest runs (of ``kind``, when given), newest first. Run ids come from SQLite's
+        AUTOINCREMENT, so they only grow, whatever the clock does. A store not yet upgraded to
+        schema 3 (opened by a reader) has no parameters or parent: those read as empty."""
+        where, params = ("WHERE kind=?", [kind]) if kind else ("", [])
+        return self._run_records(
+            f"SELECT * FROM runs {where} ORDER BY run_id DESC LIMIT ?", [*params, limit]
+        )
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        """One run, or None when there is no such run (or it was pruned)."""
+        found = self._run_records("SELECT * FROM runs WHERE run_id=?", [run_id])
+        return found[0] if found else None
+
+    def child_runs(self, run_id: int) -> list[dict[str, Any]]:
+        """The inner jobs of a run (a reindex's ingest), oldest first."""
+        if "parent_id" not in self._run_columns():
+            return []
+        return self._run_records("SELECT * FROM runs WHERE parent_id=? ORDER BY run_id", [run_id])
+
+    def prune_runs(self, *, keep: int, keep_days: float, now: float | None = None) -> int:
+        """Delete finished runs beyond the newest ``keep`` and those started more than
+        ``keep_days`` ago (``0``: no such bound); a ``running`` row is never deleted, since its
+        job (or the reaper, for a dead one) still has to finish it. Returns how many went."""
+        removed = 0
+        if keep > 0:
+            cursor = self._exec(
+                "DELETE FROM runs WHERE status != 'running' AND run_id <= "
+                "(SELECT run_id FROM runs ORDER BY run_id DESC LIMIT 1 OFFSET ?)",
+                (keep,),
+            )
+            removed += max(cursor.rowcount, 0)
+        if keep_days > 0:
+            cutoff = (time.time() if now is None else now) - keep_days * 86400
+            cursor = self._exec(
+                "DELETE FROM runs WHERE status != 'running' AND started < ?", (cutoff,)
+            )
+            removed += max(cursor.rowcount, 0)
+        return removed
+
+    def _run_columns(self) -> list[str]:
+        # SELECT * returns the columns in this order
+        return [column[1] for column in self._query("PRAGMA table_info(runs)")]
+
+    def _run_records(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        names = self._run_columns()
         out = []
-        for row in rows:
+        for row in self._query(sql, params):
             record = dict(zip(names, row, strict=True))
             started, finished = record["started"], record["finished"]
             out.append(
@@ -100,6 +139,8 @@ class RunLog:
                     "stats": json.loads(record["stats_json"]),
                     "error": record["error"],
                     "parent_id": record.get("parent_id"),
+                    "pid": record.get("pid"),
+                    "host": record.get("host"),
                 }
             )
         return out

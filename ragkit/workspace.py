@@ -1,6 +1,6 @@
 """The workspace: one folder holding config, store and collections for one corpus.
 
-This is the public Python API: ``kit = ragkit.open("./.ragkit"); kit.ingest("docs/");
+This is the public Python API: ``kit = ragkit.open(".ragkit", create=True); kit.ingest("docs/");
 kit.query("how do I ...", k=5)``. Queries go through the ``default`` alias (or name another
 alias or collection), resolved once per query to a collection that is answered with its own
 spec, encoder included, so a migration can build a new collection and swap the alias without
@@ -34,6 +34,7 @@ from ragkit.encoders.protocol import Encoder
 from ragkit.encoders.registry import load_encoder
 from ragkit.errors import StoreDamagedError, WorkspaceError
 from ragkit.lock import WorkspaceLock
+from ragkit.retrieval.limits import check_k, check_query_text
 from ragkit.retrieval.search import Searcher
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
@@ -53,17 +54,19 @@ CONFIG_NAME = "ragkit.toml"
 def open_workspace(
     path: str | Path = ".ragkit",
     *,
-    create: bool = True,
+    create: bool = False,
     encoder: Encoder | None = None,
 ) -> Workspace:
-    """Open (or create) a workspace folder. ``encoder`` overrides the configured one."""
+    """Open a workspace folder; ``create=True`` makes one there when there is none (a typo'd
+    path must not leave an empty workspace behind). ``encoder`` overrides the configured one."""
     root = Path(path)
     _refuse_a_lost_store(root)
     if not (root / "store.sqlite").exists():
         if not create:
             raise WorkspaceError(
-                f"{root}: no ragkit workspace here; run `ragkit ingest PATH --workspace {root}` "
-                "first, or point --workspace at an existing one"
+                f"{root}: no ragkit workspace here; create one with `ragkit ingest PATH "
+                f"--workspace {root}` (or ragkit.open(path, create=True) in Python), or point "
+                "--workspace at an existing one"
             )
         root.mkdir(parents=True, exist_ok=True)
     return Workspace(root, encoder=encoder)
@@ -275,6 +278,7 @@ class Workspace:
         collection: str | None = None,
     ) -> list[Hit]:
         """``collection`` (a collection or alias name) is the same as ``alias``."""
+        check_query_text(text)
         return self.query_many(
             [text], k=k, where=where, mode=mode, rerank=rerank, alias=collection or alias
         )[0]
@@ -295,6 +299,7 @@ class Workspace:
         exists). ``"<mode>+rerank"`` or ``rerank=True``/a model name adds the cross-encoder.
         ``alias`` or ``collection`` names an alias or a collection (default: ``default``).
         ``query_vectors``: the texts already encoded by that collection's encoder."""
+        check_k(k)
         return self.searcher.query_many(
             texts,
             k=k,

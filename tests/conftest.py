@@ -190,7 +190,7 @@ def tiny_encoder(tiny_model):  # type: ignore[no-untyped-def]
 def workspace(tmp_path, tiny_encoder):  # type: ignore[no-untyped-def]
     import ragkit
 
-    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True)
     yield kit
     kit.close()
 

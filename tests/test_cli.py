@@ -70,7 +70,7 @@ def test_errors_are_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
 
 
 def test_locked_workspace_exits_75(cli_workspace: Path) -> None:
-    kit = ragkit.open(cli_workspace)
+    kit = ragkit.open(cli_workspace, create=True)
     kit.lock.acquire()
     try:
         docs = cli_workspace.parent / "docs"

@@ -34,7 +34,7 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def open_with(root: Path, model: Path, extra: str = "") -> ragkit.Workspace:
     root.mkdir(parents=True, exist_ok=True)
     (root / "ragkit.toml").write_text(f'[encoder]\nmodel = "{model}"\n{extra}', encoding="utf-8")
-    return ragkit.open(root)
+    return ragkit.open(root, create=True)
 
 
 def ranking(kit: ragkit.Workspace, query: str, **options) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
@@ -187,7 +187,7 @@ def test_a_toml_edit_is_reported_field_by_field_and_never_applied(
     (checked,) = json.loads(doctor.output)["collections"]
     settings = next(c for c in checked["checks"] if c["name"] == "settings")
     assert settings["status"] == "drift" and "encoder.model" in settings["detail"]
-    with ragkit.open(tmp_path / "ws") as kit:
+    with ragkit.open(tmp_path / "ws", create=False) as kit:
         report = kit.ingest(docs)
         assert report.chunks_encoded == 0 and report.chunks_added == 0
         assert kit.collection().record.generation == generation
@@ -203,7 +203,7 @@ def test_fusion_comes_from_the_spec_unless_ragkit_toml_sets_it(tmp_path, docs, m
         spec = kit.collection().record.spec
         assert spec.fusion.method == "convex"
     (tmp_path / "ws" / "ragkit.toml").write_text(f'[encoder]\nmodel = "{a}"\n', encoding="utf-8")
-    with ragkit.open(tmp_path / "ws") as kit:
+    with ragkit.open(tmp_path / "ws", create=False) as kit:
         assert spec.fusion_for(kit.config).method == "convex"  # no [fusion]: the spec's
         assert kit.collection().record.spec == spec
     explicit = WorkspaceConfig.from_dict({"fusion": {"method": "rrf"}})
@@ -221,12 +221,12 @@ def test_secrets_in_ragkit_toml_are_refused_and_never_stored(
     root.mkdir()
     (root / "ragkit.toml").write_text('[index]\nqdrant_api_key = "s3cret"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="qdrant_api_key_env"):
-        ragkit.open(root)
+        ragkit.open(root, create=True)
     (root / "ragkit.toml").write_text(
         '[index]\nqdrant_api_key_env = "MY_QDRANT_KEY"\n', encoding="utf-8"
     )
     monkeypatch.setenv("MY_QDRANT_KEY", "s3cret")
-    with ragkit.open(root, encoder=tiny_encoder) as kit:
+    with ragkit.open(root, encoder=tiny_encoder, create=True) as kit:
         kit.ingest(docs)
         assert kit.collection().record.spec.index.api_key_env == "MY_QDRANT_KEY"
     stored = (root / "store.sqlite").read_bytes() + (root / "ragkit.toml").read_bytes()

@@ -98,8 +98,8 @@ def test_sigkill_during_ingest_leaves_a_consistent_workspace(tmp_path, tiny_mode
     assert finish.returncode == 0, finish.stderr
 
     encoder = DenseEncoder.load(ragkit.WorkspaceConfig.load(ws / "ragkit.toml").encoder)
-    kit = ragkit.open(ws, encoder=encoder)
-    fresh = ragkit.open(tmp_path / "fresh", encoder=encoder)
+    kit = ragkit.open(ws, encoder=encoder, create=True)
+    fresh = ragkit.open(tmp_path / "fresh", encoder=encoder, create=True)
     fresh.config.chunking = kit.config.chunking
     fresh.ingest(corpus)
 

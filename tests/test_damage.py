@@ -91,7 +91,7 @@ def test_a_lost_store_beside_index_files_is_damage_not_a_new_workspace(
         result = runner.invoke(app, [*command, "-w", str(cli_ws)])
         assert_clean_failure(result, state, "Restore store.sqlite from a backup")
     with pytest.raises(StoreDamagedError, match="index files"):
-        ragkit.open(cli_ws)  # not even an ingest may start over on top of them
+        ragkit.open(cli_ws, create=True)  # not even an ingest may start over on top of them
     # nothing was created or written: the evidence stays as it was
     assert (store.stat().st_size == 0) if loss == "truncated" else not store.exists()
     assert next((cli_ws / "collections").glob("*/dense.g000001.faiss")).exists()
@@ -103,7 +103,7 @@ def test_a_damaged_sparse_index_leaves_dense_queries_working(workspace, docs) ->
     collection = workspace.collection()
     path = sparse_path(collection.dir, workspace.sparse_channel, collection.record.generation)
     garble(path, 0, 64)
-    with ragkit.open(workspace.root, encoder=workspace.encoder) as kit:
+    with ragkit.open(workspace.root, encoder=workspace.encoder, create=True) as kit:
         assert hits(kit, "dense") == dense_before
         with pytest.warns(DegradedSearchWarning, match=r"dense channel alone.*doctor --repair"):
             hybrid = hits(kit, "hybrid")
@@ -144,7 +144,7 @@ def test_garbled_faiss_vectors_fail_their_checksum_and_are_rebuilt(workspace, do
 
 def test_qdrant_vectors_have_no_file_to_checksum(tmp_path, tiny_encoder, docs) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("qdrant_client")
-    with ragkit.open(tmp_path / "ws", encoder=tiny_encoder) as kit:
+    with ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True) as kit:
         kit.config.index.backend = "qdrant"
         kit.ingest(docs)
         report = kit.doctor()
@@ -164,7 +164,7 @@ def test_a_writer_committing_between_the_reader_loads_is_not_damage(
     from ragkit.collection import Collection
 
     ws = tmp_path / "ws"
-    writer = ragkit.open(ws, encoder=tiny_encoder)
+    writer = ragkit.open(ws, encoder=tiny_encoder, create=True)
     writer.ingest(str(docs))
     reader = ragkit.open(ws, encoder=tiny_encoder)
     (docs / "late.txt").write_text("zebra marker text about quokkas\n", encoding="utf-8")

@@ -216,7 +216,7 @@ def test_empty_collection_is_healthy(workspace) -> None:  # type: ignore[no-unty
 @pytest.mark.parametrize("backend", ["qdrant", "qdrant-edge"])
 def test_qdrant_backends_are_checked_and_repaired(tmp_path, tiny_encoder, docs, backend) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("qdrant_client" if backend == "qdrant" else "qdrant_edge")
-    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True)
     kit.config.index.backend = backend
     kit.ingest(docs)
     before = hits(kit, "dense")

@@ -99,7 +99,7 @@ def test_tune_fusion_writes_a_setting_at_least_as_good(beir, tmp_path, tiny_enco
     from ragkit.evaluation import load_beir
     from ragkit.pipelines.tune_fusion import fusion_grid, tune_fusion
 
-    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True)
     kit.ingest(beir / "corpus.jsonl")
     kit.config.fusion.weights = [0.0, 1.0]  # a poor start: dense ignored
     data = load_beir(beir, "dev")
@@ -108,7 +108,7 @@ def test_tune_fusion_writes_a_setting_at_least_as_good(beir, tmp_path, tiny_enco
     assert report.best.score >= report.current
     assert report.best.score == max(t.score for t in report.trials)
     assert 0.0 <= report.cross_validated <= report.best.score
-    reopened = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    reopened = ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True)
     if report.written:
         assert reopened.config.fusion.method == report.best.method
         assert reopened.config.fusion.weights == list(report.best.weights)

@@ -123,9 +123,14 @@ def test_bad_files_are_listed_and_the_rest_ingested(workspace, docs) -> None:  #
     report = workspace.ingest(docs)
     assert report.files_new == 3
     failed = {Path(f.path).name: f.reason for f in report.failures}
-    assert set(failed) == {"empty.txt", "binary.txt", "broken.pdf", "image.xyz"}
+    assert set(failed) == {"empty.txt", "binary.txt", "broken.pdf"}
     assert "binary" in failed["binary.txt"]
-    assert report.files_failed == 4
+    assert report.files_failed == 3
+    # An unsupported type is skipped and counted, not failed; strict makes it a failure.
+    assert (report.files_skipped, report.skipped_types) == (1, {".xyz": 1})
+    strict = workspace.ingest(docs, strict=True)
+    assert {Path(f.path).name for f in strict.failures} == {*failed, "image.xyz"}
+    assert strict.files_skipped == 0
 
 
 def test_a_file_that_turns_bad_keeps_its_last_good_version(workspace, docs) -> None:  # type: ignore[no-untyped-def]
@@ -139,11 +144,11 @@ def test_a_file_that_turns_bad_keeps_its_last_good_version(workspace, docs) -> N
 def test_a_chunking_edit_is_reported_not_applied_and_a_new_collection_reuses_the_cache(
     tmp_path, tiny_encoder, docs
 ) -> None:  # type: ignore[no-untyped-def]
-    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True)
     kit.ingest(docs)
     before = store_ids(kit)
     kit.close()
-    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True)
     kit.config.chunking = ChunkingConfig(max_tokens=400, context_headers=False, overlap_tokens=8)
     report = kit.ingest()
     assert (report.chunks_added, report.chunks_deleted, report.chunks_encoded) == (0, 0, 0)
@@ -172,7 +177,7 @@ def test_query_with_another_encoder_is_refused(workspace, docs, tiny_model) -> N
     other = DenseEncoder.from_model(tiny_model, name="tiny-static")
     other.query_prompt = "query: "  # same weights, different prompt → different fingerprint
     other.__dict__.pop("fingerprint", None)
-    kit = ragkit.open(workspace.root, encoder=other)
+    kit = ragkit.open(workspace.root, encoder=other, create=True)
     with pytest.raises(EncoderMismatchError, match="fingerprint"):
         kit.query("cat")
     with pytest.raises(EncoderMismatchError, match="tiny-static"):
@@ -219,7 +224,7 @@ def test_int8_index_is_retrained_on_every_vector_as_the_workspace_grows(
 ) -> None:  # type: ignore[no-untyped-def]
     import faiss
 
-    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True)
     kit.config.index.kind = "int8"
     for path in list(docs.rglob("*.*"))[1:]:
         path.unlink()
@@ -250,10 +255,10 @@ def test_qdrant_backends_serve_the_same_workspace_flow(
     tmp_path, tiny_encoder, docs, backend
 ) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("qdrant_client" if backend == "qdrant" else "qdrant_edge")
-    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True)
     kit.config.index.backend = backend
     kit.ingest(docs)
-    faiss_kit = ragkit.open(tmp_path / "faiss", encoder=tiny_encoder)
+    faiss_kit = ragkit.open(tmp_path / "faiss", encoder=tiny_encoder, create=True)
     faiss_kit.ingest(docs)
     for mode in ("dense", "hybrid"):
         ours = [(h.uri, h.headings) for h in kit.query("dog pear", k=3, mode=mode)]
@@ -274,7 +279,7 @@ def test_qdrant_written_in_place_is_reconciled_after_a_failed_commit(
     pytest.importorskip("qdrant_client")
     from ragkit.collection import CollectionWriter
 
-    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder)
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True)
     kit.config.index.backend = "qdrant"
     kit.ingest(docs)
     before = store_ids(kit)

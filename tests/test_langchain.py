@@ -36,7 +36,7 @@ def indexed(tmp_path_factory, tiny_encoder):  # type: ignore[no-untyped-def]
     )
     write(docs / "fruit.txt", "banana cherry grape lemon orange\n\nplum and yellow lemon\n")
     write(docs / "sub" / "net.md", "# Network\n\ndns dhcp subnet router\n")
-    kit = ragkit.open(root / "ws", encoder=tiny_encoder)
+    kit = ragkit.open(root / "ws", encoder=tiny_encoder, create=True)
     report = kit.ingest(docs)
     assert report.chunks_added == 4
     yield kit

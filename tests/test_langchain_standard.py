@@ -45,7 +45,7 @@ def standard_workspace(tmp_path_factory, tiny_encoder):  # type: ignore[no-untyp
     )
     (docs / "fruit.txt").write_text("the banana and the plum\n", encoding="utf-8")
     (docs / "net.md").write_text("# Network\n\nthe dns and the router\n", encoding="utf-8")
-    kit = ragkit.open(root / "ws", encoder=tiny_encoder)
+    kit = ragkit.open(root / "ws", encoder=tiny_encoder, create=True)
     assert kit.ingest(docs).chunks_added == 4
     yield kit
     kit.close()

@@ -46,7 +46,7 @@ def kit(tmp_path_factory: pytest.TempPathFactory, tiny_encoder):  # type: ignore
     (root / "ws").mkdir()
     # Small chunks, so the positive document has several and exclusion must work by document.
     (root / "ws" / "ragkit.toml").write_text("[chunking]\nmax_tokens = 24\noverlap_tokens = 0\n")
-    workspace = ragkit.open(root / "ws", encoder=tiny_encoder)
+    workspace = ragkit.open(root / "ws", encoder=tiny_encoder, create=True)
     workspace.ingest(corpus)
     yield workspace
     workspace.close()

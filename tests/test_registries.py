@@ -229,7 +229,7 @@ def test_a_registered_backend_builds_and_answers(  # type: ignore[no-untyped-def
 ) -> None:
     root = tmp_path / "ws"
     _write_config(root, '[index]\nbackend = "numpy-test"\n')
-    with ragkit.open(root, encoder=tiny_encoder) as kit:
+    with ragkit.open(root, encoder=tiny_encoder, create=True) as kit:
         kit.ingest(docs)
         collection = kit.collection()
         assert collection is not None
@@ -245,7 +245,7 @@ def test_the_writer_reconciles_and_doctor_closes_through_the_protocols(  # type:
     root = tmp_path / "ws"
     _write_config(root, '[index]\nbackend = "numpy-reconcile"\n')
     ReconcilingIndex.reconciled.clear()
-    with ragkit.open(root, encoder=tiny_encoder) as kit:
+    with ragkit.open(root, encoder=tiny_encoder, create=True) as kit:
         kit.ingest(docs)
         kit.ingest(docs)  # the second batch opens the committed generation: reconciled
         assert ReconcilingIndex.reconciled
@@ -320,7 +320,7 @@ def test_a_non_torch_encoder_builds_and_queries_a_workspace(  # type: ignore[no-
         monkeypatch.setitem(sys.modules, module, None)
     root = tmp_path / "ws"
     _write_config(root, '[encoder]\nprovider = "hashing-test"\nmodel = "hash-256"\n')
-    with ragkit.open(root) as kit:
+    with ragkit.open(root, create=True) as kit:
         assert isinstance(kit.encoder, HashingEncoder)
         report = kit.ingest(docs)
         assert report.files_failed == 0 and report.chunks_added == 4
@@ -330,5 +330,6 @@ def test_a_non_torch_encoder_builds_and_queries_a_workspace(  # type: ignore[no-
         for mode in ("dense", "hybrid"):
             hits = kit.query("dog pear", k=1, mode=mode)
             assert hits[0].text == "the dog ate a green pear"
-    with ragkit.open(root) as kit:  # reopened: the fingerprint matches, nothing is re-encoded
+    # reopened: the fingerprint matches, nothing is re-encoded
+    with ragkit.open(root) as kit:
         assert kit.ingest(docs).chunks_encoded == 0

@@ -30,7 +30,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "workspace-v1"
 @pytest.fixture
 def kit(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A workspace without an encoder: the runner never needs one."""
-    with ragkit.open(tmp_path / "ws") as workspace:
+    with ragkit.open(tmp_path / "ws", create=True) as workspace:
         yield workspace
 
 
@@ -165,7 +165,7 @@ _SLEEPER = textwrap.dedent(
     import ragkit
     from ragkit.pipelines._runner import job
 
-    kit = ragkit.open(sys.argv[1])
+    kit = ragkit.open(sys.argv[1], create=True)
     with job(kit, "ingest", {"paths": ["docs"]}):
         print("started", flush=True)
         time.sleep(120)
@@ -175,14 +175,14 @@ _SLEEPER = textwrap.dedent(
 
 def test_a_run_killed_by_sigkill_is_marked_crashed_by_the_next_job(tmp_path: Path) -> None:
     root = tmp_path / "ws"
-    ragkit.open(root).close()
+    ragkit.open(root, create=True).close()
     command = [sys.executable, "-c", _SLEEPER, str(root)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
         try:
             assert child.stdout is not None and child.stdout.readline().strip() == "started"
         finally:
             child.send_signal(signal.SIGKILL)  # the exit waits for it: no zombie is left
-    with ragkit.open(root) as kit:
+    with ragkit.open(root, create=True) as kit:
         (row,) = kit.store.runs()
         assert row["status"] == "running" and row["finished"] is None  # as the kill left it
         # another host's running row cannot be checked from here: it is left alone
@@ -219,7 +219,7 @@ def test_wait_timing_out_exits_75_and_records_nothing(tmp_path: Path) -> None:
     root, docs = tmp_path / "ws", tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("alpha\n", encoding="utf-8")
-    ragkit.open(root).close()
+    ragkit.open(root, create=True).close()
     config_before = (root / "ragkit.toml").read_bytes()
     holder = WorkspaceLock(root / "write.lock")
     holder.acquire()
@@ -231,7 +231,7 @@ def test_wait_timing_out_exits_75_and_records_nothing(tmp_path: Path) -> None:
         holder.release()
     assert result.exit_code == 75 and "another ragkit job" in result.output
     assert waited >= 0.6
-    with ragkit.open(root) as kit:
+    with ragkit.open(root, create=True) as kit:
         assert kit.store.runs() == []  # refused before anything was recorded
     assert (root / "ragkit.toml").read_bytes() == config_before
 

@@ -89,3 +89,10 @@ def test_public_names_resolve_lazily() -> None:
     assert set(ragkit.__all__) <= set(dir(ragkit))
     with pytest.raises(AttributeError, match="no_such_name"):
         ragkit.no_such_name  # noqa: B018
+
+
+def test_version_leaves_torch_out() -> None:
+    result = run_fresh("--version")
+    assert result["code"] == 0
+    assert result["stdout"] == f"ragkit {ragkit.__version__}\n"
+    assert result["heavy"] == []

@@ -324,7 +324,7 @@ def test_cli_trains_on_beir_qrels_and_prints_before_after(
     from ragkit.cli.finetune import finetune_command
 
     root = tmp_path / "ws"
-    with ragkit.open(root, encoder=tiny_encoder) as kit:
+    with ragkit.open(root, encoder=tiny_encoder, create=True) as kit:
         kit.ingest(synthetic / "corpus.jsonl")
     # the CLI opens the workspace itself; hand it the tiny encoder instead of the default one
     original = ragkit.open

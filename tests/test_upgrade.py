@@ -42,7 +42,7 @@ def test_a_tokenizer_change_changes_the_fingerprint_not_the_legacy_id(tiny_encod
 
 def test_a_query_through_another_tokenizer_is_refused(workspace, docs) -> None:  # type: ignore[no-untyped-def]
     workspace.ingest(docs)
-    other = ragkit.open(workspace.root, encoder=without_lowercase())
+    other = ragkit.open(workspace.root, encoder=without_lowercase(), create=True)
     with other, pytest.raises(EncoderMismatchError, match="tiny-static"):
         other.query("Dog Pear", mode="dense")
 
@@ -50,7 +50,7 @@ def test_a_query_through_another_tokenizer_is_refused(workspace, docs) -> None: 
 def test_a_new_store_and_an_upgraded_one_have_the_same_tables(tmp_path: Path) -> None:
     assert SCHEMA_VERSION == UPGRADES[-1][0] == 4
     old = shutil.copy(FIXTURE / "ws" / "store.sqlite", tmp_path / "old.sqlite")
-    with ragkit.open(tmp_path / "new") as kit:
+    with ragkit.open(tmp_path / "new", create=True) as kit:
         new_tables = _tables(kit.store.path)
     store = ragkit.store.Store(Path(old))
     assert store.schema_version == 1 and "index_checksums" not in _tables(Path(old))

@@ -1,18 +1,23 @@
 """Metadata filters: ``source=docs``, ``format=pdf``, ``year>=2020``, ``uri=guides/*``.
 
 Filters resolve, in SQL, to the set of chunk ids allowed; the index searches only inside that set
-(a FAISS ID selector), so a selective filter still returns k hits whenever k exist.
+(a FAISS ID selector), so a selective filter still returns k hits whenever k exist. A key that no
+document has matches nothing; rather than answer "no hits" to a typo (``fromat=pdf``), a search
+whose filters allow nothing asks :func:`check_filter_keys`, which names the keys that exist.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragkit.errors import ConfigError
 
-__all__ = ["Filter", "filters_sql", "parse_filters"]
+if TYPE_CHECKING:
+    from ragkit.store import Store
+
+__all__ = ["Filter", "check_filter_keys", "filters_sql", "parse_filters"]
 
 _OPS = ("!=", ">=", "<=", "=", ">", "<")
 _PATTERN = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(!=|>=|<=|=|>|<)\s*(.*?)\s*$")
@@ -80,3 +85,22 @@ def filters_sql(filters: list[Filter]) -> tuple[str, list[Any]]:
             clauses.append(f"{column} {f.op} ?")
         params.append(value)
     return " AND ".join(clauses) or "1", params
+
+
+def check_filter_keys(filters: list[Filter], store: Store) -> None:
+    """Raise ConfigError when a filter names a key that no document has, listing the known
+    keys. Called only when the filters allow no chunk, so a normal query pays nothing."""
+    wanted = {f.key for f in filters if f.key not in _COLUMNS}
+    if not wanted:
+        return
+    rows = store._query(
+        "SELECT DISTINCT j.key FROM documents d, json_each(d.metadata_json) j"
+    )  # one read over the metadata, only on this rare path
+    metadata = {row[0] for row in rows}
+    unknown = sorted(key for key in wanted if key.split(".", 1)[0] not in metadata)
+    if unknown:
+        known = ", ".join([*_COLUMNS, *sorted(metadata)])
+        raise ConfigError(
+            f"no document has the filter key {', '.join(map(repr, unknown))}; "
+            f"the keys you can filter on are: {known}"
+        )

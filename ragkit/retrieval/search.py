@@ -24,7 +24,7 @@ from ragkit.errors import (
     IndexCorruptError,
     WorkspaceError,
 )
-from ragkit.retrieval.filters import filters_sql, parse_filters
+from ragkit.retrieval.filters import check_filter_keys, filters_sql, parse_filters
 from ragkit.retrieval.fusion import fuse
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class Searcher:
             where_sql, params = filters_sql(filters)
             allowed = workspace.store.chunk_ids_where(where_sql, params, collection.chunking_fp)
             if len(allowed) == 0:
+                check_filter_keys(filters, workspace.store)  # a typo'd key is not "no hits"
                 return [[{} for _ in texts] for _ in channels]
         channel = workspace.sparse_channel_for(collection)
         runs: list[list[dict[int, float]]] = []

@@ -2,7 +2,7 @@
 
 The card says what a reader needs to trust or reproduce the model: the data it saw, the losses
 and their settings, the before/after metrics on held-out queries, and the encoder fingerprints,
-so ``ragkit migrate --to`` can tell which index the model belongs to.
+so a reader can tell which index the model belongs to.
 """
 
 from __future__ import annotations
@@ -62,8 +62,12 @@ def render_model_card(info: Mapping[str, Any]) -> str:
         "",
         "## Use",
         "",
-        "```bash",
-        f"ragkit migrate --to {info.get('path', '<this folder>')}",
+        "A workspace encodes with one model: set it in a new workspace's ragkit.toml and",
+        "ingest there (a workspace built with another encoder refuses it).",
+        "",
+        "```toml",
+        "[encoder]",
+        f"model = {json.dumps(str(info.get('path', '<this folder>')))}",
         "```",
         "",
     ]

@@ -228,7 +228,8 @@ def generate_pairs(
     of the positive, so an inverse-cloze pair never contains its own answer string.
     """
     generator = generator or InverseCloze(seed=seed)
-    ids = [int(i) for i in kit.store.all_chunk_ids()]
+    collection = kit.collection()  # pairs come from the default collection's chunks
+    ids = [int(i) for i in kit.store.all_chunk_ids(collection.chunking_fp if collection else None)]
     if not ids:
         raise ConfigError(f"{kit.root}: the workspace has no chunks; ingest documents first")
     if max_chunks is not None and len(ids) > max_chunks:
