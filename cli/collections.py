@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json
+from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json, print_table
 from ragkit.errors import RagkitError
 
 
@@ -26,17 +25,13 @@ def collections_command(
     if as_json:
         print_json(collections)
         return
-    console.print(collections_table(collections))
+    print_collections(collections)
     print_drift(collections)
 
 
-def collections_table(collections: list[dict]) -> Table:  # type: ignore[type-arg]
-    table = Table(title="collections", header_style="bold")
-    columns = ("name", "state", "alias", "encoder", "dim", "chunks", "index", "sparse")
-    for column in (*columns, "generation", "size"):
-        table.add_column(column)
-    for c in collections:
-        table.add_row(
+def print_collections(collections: list[dict]) -> None:  # type: ignore[type-arg]
+    rows = [
+        [
             c["name"],
             c["state"],
             ",".join(c["aliases"]),
@@ -47,8 +42,14 @@ def collections_table(collections: list[dict]) -> Table:  # type: ignore[type-ar
             c["sparse"] or "-",
             str(c["generation"]),
             f"{c['index_bytes'] / 1e6:.1f} MB",
-        )
-    return table
+        ]
+        for c in collections
+    ]
+    columns = [
+        "name", "state", "alias", "encoder", "dim", "chunks", "index", "sparse", "generation",
+        "size",
+    ]  # fmt: skip
+    print_table("collections", columns, rows, right=("dim", "chunks", "generation", "size"))
 
 
 def print_drift(collections: list[dict]) -> None:  # type: ignore[type-arg]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ragkit.cli._common import WorkspaceOption, console, exit_with, print_json
-from ragkit.cli.collections import collections_table, print_drift
+from ragkit.cli.collections import print_collections, print_drift
 from ragkit.errors import RagkitError
 
 
@@ -40,5 +40,5 @@ def status_command(
         console.print(f"source [cyan]{name}[/] → {root}", highlight=False)
     if info["sources"]:
         console.print("(`ragkit sources` lists them with their globs and counts)", highlight=False)
-    console.print(collections_table(info["collections"]))
+    print_collections(info["collections"])
     print_drift(info["collections"])

@@ -50,7 +50,7 @@ CHILD = textwrap.dedent(
             return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         encode_queries = encode_documents = _encode
 
-    kit = ragkit.open(sys.argv[1], encoder=Hashing())
+    kit = ragkit.open(sys.argv[1], encoder=Hashing(), create=True)
     if len(sys.argv) > 3:
         kit.ingest(sys.argv[3], commit_every=int(sys.argv[2]))
     else:
