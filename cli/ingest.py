@@ -87,6 +87,8 @@ class _progress(ProgressView):
         self.task = self.bar.add_task("files", total=None, chunks=0, rate="")
         self.chunks = 0
         self.sparse = 0
+        self.retries = 0
+        self.throttled = 0
 
     def update(self, event: str, n: int) -> None:
         task = self.bar.tasks[0]
@@ -101,7 +103,21 @@ class _progress(ProgressView):
             self.chunks += n
             elapsed = task.elapsed or 0
             rate = f"{self.chunks / elapsed:.0f} chunks/s" if elapsed else ""
-            self.bar.update(self.task, chunks=self.chunks, rate=rate)
+            self.bar.update(self.task, chunks=self.chunks, rate=rate + self._remote())
+        elif event in ("retry", "throttle"):  # a remote encoder's retries and rate limits
+            if event == "retry":
+                self.retries += n
+            else:
+                self.throttled += n
+            self.bar.update(
+                self.task, rate=(task.fields.get("rate") or "").split(" · ")[0] + self._remote()
+            )
+
+    def _remote(self) -> str:
+        parts = [f"{self.retries} retries"] if self.retries else []
+        if self.throttled:
+            parts.append(f"throttled {self.throttled}×")
+        return "".join(f" · {part}" for part in parts)
 
 
 def _render(report) -> None:  # type: ignore[no-untyped-def]
