@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ragkit.cli import doctor, finetune, ingest, query, status, tune_fusion
+from ragkit.cli import doctor, encoders, finetune, ingest, query, status, tune_fusion
 from ragkit.cli import eval as eval_cli
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command("doctor")(doctor.doctor_command)
 app.command("eval")(eval_cli.eval_command)
 app.command("tune-fusion")(tune_fusion.tune_fusion_command)
 app.command("finetune")(finetune.finetune_command)
+app.command("encoders")(encoders.encoders_command)
 
 
 def main() -> None:

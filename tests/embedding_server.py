@@ -56,6 +56,7 @@ class EmbeddingServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []  # path, headers, body of every request
         self.texts_embedded = 0
+        self.embedded_log: list[str] = []  # texts of every reply sent with vectors
 
     @property
     def url(self) -> str:
@@ -99,6 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
         vectors = self.server.embed(texts) if texts else np.zeros((0, 1))
         with self.server.lock:
             self.server.texts_embedded += len(texts)
+            self.server.embedded_log.extend(texts)
         if fault == "wrong_dim":
             vectors = vectors[:, :-1]
         rows = vectors.astype(float).tolist()

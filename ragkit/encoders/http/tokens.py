@@ -58,11 +58,16 @@ def token_counter(name: str) -> ByteBudget | TokenCounter:
     try:
         if path.is_dir():
             path = path / "tokenizer.json"
-        if path.is_file():
-            return TokenCounter(Tokenizer.from_file(str(path)))
-        return TokenCounter(Tokenizer.from_pretrained(name))
+        tokenizer = (
+            Tokenizer.from_file(str(path)) if path.is_file() else Tokenizer.from_pretrained(name)
+        )
     except Exception as exc:  # tokenizers raises plain Exceptions for missing files and names
         raise ConfigError(
             f"encoder.tokenizer={name!r} cannot be loaded ({exc}); give a tokenizer.json, a "
             'folder holding one, a hub name, or "" to count chunk budgets in bytes'
         ) from exc
+    # A saved tokenizer.json may carry truncation and padding (MiniLM's: 128): counting must
+    # see every token, or a long text would look short.
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return TokenCounter(tokenizer)
