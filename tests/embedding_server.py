@@ -49,6 +49,7 @@ class EmbeddingServer(ThreadingHTTPServer):
         self.embed, self.model = embed, model
         self.faults: list[str] = []
         self.fault_rate = 0.0
+        self.random_faults_served = 0
         self.random_faults: tuple[str, ...] = ("429", "500", "drop")
         self.retry_after = "0.01"
         self.slow_seconds = 1.0
@@ -67,6 +68,7 @@ class EmbeddingServer(ThreadingHTTPServer):
             if self.faults:
                 return self.faults.pop(0)
             if self.fault_rate and self.rng.random() < self.fault_rate:
+                self.random_faults_served += 1
                 return self.rng.choice(self.random_faults)
             return ""
 
