@@ -82,7 +82,9 @@ def test_ingest_query_over_a_flaky_server_embeds_every_chunk_once(
     # every chunk got exactly one successful reply (the server logs only those)
     documents = [t for t in server.embedded_log if "notes" in t]
     assert len(documents) == len(set(documents)) == len(TOPICS)
-    with ragkit.open(root, create=True) as kit:  # reopened: fingerprint matches, nothing is sent again
+    with ragkit.open(
+        root, create=True
+    ) as kit:  # reopened: fingerprint matches, nothing is sent again
         before = len(server.embedded_log)
         assert kit.ingest(tmp_path / "docs").chunks_encoded == 0
     # only the probe that tells an encoder without ``dimensions`` its width
