@@ -125,6 +125,11 @@ def encoder_spec_of(encoder: Encoder, config: WorkspaceConfig | None) -> Encoder
             "truncate_dim": settings.truncate_dim,
             "max_seq_length": settings.max_seq_length,
             "api_key_env": settings.api_key_env,
+            "options": {
+                name: getattr(settings, name)
+                for name in EncoderSpec.OPTIONS
+                if hasattr(settings, name)
+            },
         }
     else:
         described = {

@@ -65,9 +65,24 @@ class EncoderSpec:
     truncate_dim: int | None = None
     max_seq_length: int | None = None
     api_key_env: str = ""
+    #: a remote provider's settings that decide its vectors or token budgets (``OPTIONS``)
+    options: dict[str, Any] = field(default_factory=dict)
     name: str = "default"
     dim: int = 0
     fingerprint: str = ""
+
+    #: remote-encoder settings kept in the spec; request pacing (concurrency, rate limits,
+    #: timeouts, retries) stays with ragkit.toml, as it changes no vector
+    OPTIONS = (
+        "preset",
+        "base_url",
+        "api_version",
+        "dimensions",
+        "encoding_format",
+        "query_task",
+        "document_task",
+        "tokenizer",
+    )
 
     #: the fields a TOML edit is compared on
     SEEDED = (
@@ -84,6 +99,7 @@ class EncoderSpec:
         """The config that loads this encoder; batch size, device and precision from
         ``runtime`` (ragkit.toml), as they do not change the vectors."""
         values = {name: getattr(self, name) for name in self.SEEDED if _has(EncoderConfig, name)}
+        values.update({k: v for k, v in self.options.items() if _has(EncoderConfig, k)})
         return dataclasses.replace(runtime or EncoderConfig(), **values)
 
 
@@ -262,6 +278,14 @@ def spec_drift(
             if not _has(EncoderConfig, name):
                 continue
             live, configured = getattr(spec.encoder, name), getattr(config.encoder, name)
+            if live != configured:
+                found.append(Drift(f"encoder.{name}", live, configured))
+        defaults = EncoderConfig()
+        for name in EncoderSpec.OPTIONS:
+            if not _has(EncoderConfig, name):
+                continue
+            live = spec.encoder.options.get(name, getattr(defaults, name))
+            configured = getattr(config.encoder, name)
             if live != configured:
                 found.append(Drift(f"encoder.{name}", live, configured))
     elif encoder_fp["id"] != spec.encoder.fingerprint and encoder_fp.get("legacy_id") != (

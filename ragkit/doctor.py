@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit.collection import Collection
+from ragkit.encoders.drift import drift_checks
 from ragkit.errors import IndexCorruptError, StoreDamagedError, WorkspaceError
 from ragkit.index_checksums import file_digest
 from ragkit.indexes import close_index
@@ -118,6 +119,7 @@ def check_workspace(workspace: Workspace, *, quick: bool = False) -> DoctorRepor
             channel = workspace.sparse_channel_for(collection)
             report = check_collection(collection, channel, names, writer_active)
             report.checks.append(_settings_check(workspace, collection))
+            report.checks.extend(drift_checks(workspace, record))  # remote encoders only
             collections.append(report)
     except (sqlite3.DatabaseError, StoreDamagedError) as exc:
         checks.append(Check("store", PROBLEM, f"cannot read the store ({exc})"))

@@ -86,7 +86,7 @@ def _state(ws: Path, script: Path) -> dict[str, object]:
     with the child's encoder (its fingerprint names the collection)."""
     code = (
         f"import sys; exec(open({str(script)!r}).read().split('kit = ragkit.open')[0]);"
-        "kit = ragkit.open(sys.argv[1], encoder=Hashing()); c = kit.collection();"
+        "kit = ragkit.open(sys.argv[1], encoder=Hashing(), create=True); c = kit.collection();"
         "ids = sorted(kit.store.all_chunk_ids().tolist());"
         "assert sorted(c.load_dense().ids().tolist()) == ids;"
         "assert sorted(c.load_sparse(kit.sparse_channel).ids().tolist()) == ids;"
