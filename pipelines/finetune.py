@@ -37,6 +37,7 @@ from ragkit.training.pairs import (
     write_pairs,
 )
 from ragkit.training.soup import SoupDecision, select_soup
+from ragkit.training.teacher_filter import drop_false_negatives
 from ragkit.training.trainer import TrainConfig, train_encoder
 
 if TYPE_CHECKING:
@@ -72,7 +73,9 @@ class FinetuneConfig:
     mine: bool = True
     mining: MiningConfig = field(default_factory=MiningConfig)
     cross_encoder: Any | None = None  # a sentence_transformers.CrossEncoder, or a model name
-    teacher: str | None = None
+    teacher: str | None = None  # a model folder/name; "all-mpnet-base-v2" needs ragkit[teacher]
+    # with a teacher: drop mined negatives it scores >= margin × the positive's score; None: off
+    teacher_negative_margin: float | None = 0.95
     train: TrainConfig = field(default_factory=TrainConfig)
     # output
     output: str | Path | None = None
@@ -134,6 +137,7 @@ def finetune(
     write_pairs(train, run_dir / "train_pairs.jsonl")
     clock["pairs"] = time.perf_counter() - started
 
+    teacher = DenseEncoder.load(EncoderConfig(model=config.teacher)) if config.teacher else None
     mining_summary = None
     if config.mine and config.mining.num_negatives > 0:
         notify("stage:mining", 0)
@@ -149,6 +153,11 @@ def finetune(
         mined.write(run_dir / "negatives.jsonl")
         train = mined.pairs
         mining_summary = {**mined.summary(), "file": str(run_dir / "negatives.jsonl")}
+        if teacher is not None and config.teacher_negative_margin is not None:
+            train, dropped = drop_false_negatives(
+                train, teacher, margin=config.teacher_negative_margin
+            )
+            mining_summary["teacher_filter"] = dropped
         clock["mining"] = time.perf_counter() - mark
 
     notify("stage:before", 0)
@@ -163,7 +172,6 @@ def finetune(
     before = evaluator.evaluate(base)
     clock["eval_before"] = time.perf_counter() - mark
 
-    teacher = DenseEncoder.load(EncoderConfig(model=config.teacher)) if config.teacher else None
     mark = time.perf_counter()
     runs = []
     for seed in config.train.seeds:
