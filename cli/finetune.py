@@ -262,6 +262,8 @@ def _render(report: Any) -> None:
     console.print(f"model: {report.model_path}")
     console.print(f"fingerprint: {report.fingerprint}")
     console.print(f"run: {report.run_dir}")
+    if report.html:
+        console.print(f"report: {report.html}")
     if report.registry:
         console.print(
             f"registered in {report.registry}; to search with it, set [encoder] model = "

@@ -21,6 +21,7 @@ from ragkit.encoders.dense import DenseEncoder
 from ragkit.encoders.registry import quiet_loading
 from ragkit.errors import ConfigError
 from ragkit.evaluation import load_beir
+from ragkit.evaluation.report import write_report
 from ragkit.pipelines._runner import job
 from ragkit.training.evaluator import RetrievalEvaluator, hard_subset
 from ragkit.training.mining import ChunkTable, MiningConfig, mine_hard_negatives
@@ -99,6 +100,7 @@ class FinetuneReport:
     soup: dict[str, Any] | None
     seconds: dict[str, float]
     registry: str | None = None
+    html: str | None = None  # the before/after page (ragkit.evaluation.report)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,7 +171,8 @@ def finetune(
         table=table,
         chunk_ids=_eval_chunks(kit, table, eval_queries, eval_qrels, config),
     )
-    before = evaluator.evaluate(base)
+    before_runs = evaluator.runs(base)
+    before = {mode: evaluator.score(run) for mode, run in before_runs.items()}
     clock["eval_before"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -207,7 +210,8 @@ def finetune(
     notify("stage:after", 0)
     mark = time.perf_counter()
     cache: list[Any] = []
-    after = evaluator.evaluate(tuned, on_vectors=lambda ids, v: cache.append((ids, v)))
+    after_runs = evaluator.runs(tuned, on_vectors=lambda ids, v: cache.append((ids, v)))
+    after = {mode: evaluator.score(run) for mode, run in after_runs.items()}
     clock["eval_after"] = time.perf_counter() - mark
     clock["total"] = time.perf_counter() - started
     metrics = {"before": before, "after": after}
@@ -281,6 +285,20 @@ def finetune(
         soup=_soup_info(decision),
         seconds={k: round(v, 2) for k, v in clock.items()},
         registry=registry,
+    )
+    report.html = str(
+        write_report(
+            run_dir / "report.html",
+            f"ragkit finetune · {name}",
+            [
+                *evaluator.report_runs("before", before_runs),
+                *evaluator.report_runs("after", after_runs),
+            ],
+            queries=eval_queries,
+            qrels=eval_qrels,
+            subtitle=f"{base.name} → {output} · {eval_source} · {len(evaluator.qids)} queries · "
+            f"{len(evaluator.chunks)} chunks",
+        )
     )
     (run_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     return report
