@@ -45,6 +45,10 @@ EncoderFactory = Callable[["EncoderConfig"], "Encoder"]
 #: provider name -> ``config -> Encoder``; filled by importing the provider's module
 ENCODERS: Registry[EncoderFactory] = Registry("encoder provider", "encoder.provider")
 ENCODERS.add("sentence-transformers", "ragkit.encoders.dense:load_sentence_transformer")
+ENCODERS.add("openai", "ragkit.encoders.http.openai:load_openai_encoder")
+ENCODERS.add("gemini", "ragkit.encoders.http.gemini:load_gemini_encoder")
+ENCODERS.add("tei", "ragkit.encoders.http.tei:load_tei_encoder")
+ENCODERS.add("ollama", "ragkit.encoders.http.ollama:load_ollama_encoder")
 
 
 def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
@@ -53,7 +57,10 @@ def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
 
 
 def load_encoder(config: EncoderConfig) -> Encoder:
-    """The encoder ``[encoder]`` describes, built by its provider."""
+    """The encoder ``[encoder]`` describes (its preset filled in), built by its provider."""
+    from ragkit.encoders.presets import apply_preset
+
+    config = apply_preset(config)
     return ENCODERS.get(config.provider)(config)
 
 
