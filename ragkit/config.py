@@ -163,10 +163,20 @@ class IngestConfig:
 
     parse_timeout: float = 30.0
     parse_memory_mib: int = 2048
-    max_chunks_per_file: int = 10_000
+    #: one document (a whole txt, one jsonl record) past this fails its file: what stops a huge
+    #: unbroken text from becoming hours of embedding
+    max_chunks_per_document: int = 10_000
+    #: a bound on a whole file too (0: none): record files legitimately hold many documents
+    max_chunks_per_file: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("parse_timeout", "parse_memory_mib", "max_chunks_per_file"):
+        names = (
+            "parse_timeout",
+            "parse_memory_mib",
+            "max_chunks_per_document",
+            "max_chunks_per_file",
+        )
+        for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"[ingest] {name} must be a number >= 0 (0: no limit)")
