@@ -7,6 +7,7 @@ collection takes vectors from here instead of encoding the text again.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -88,14 +89,18 @@ def encode_into_cache(
     the whole set first and each call pads little (unsorted windows cost ~15% more encoder time).
     Each part commits its cache rows on its own: a crash after it never re-encodes those texts.
     """
+    from ragkit.encoders.protocol import ReportsProgress
+
     pending = sorted(texts.items(), key=lambda item: len(item[1]))
     step = max(encoder.batch_size * 8, 256)
     vectors: dict[str, np.ndarray] = {}
-    for start in range(0, len(pending), step):
-        part = pending[start : start + step]
-        encoded = encoder.encode_documents([text for _, text in part])
-        cache.cache_vectors([h for h, _ in part], model_fp, encoded)
-        vectors.update(zip((h for h, _ in part), encoded, strict=True))
-        if progress is not None:
-            progress("chunks", len(part))
+    reporting = encoder.reporting(progress) if isinstance(encoder, ReportsProgress) else None
+    with reporting or contextlib.nullcontext():
+        for start in range(0, len(pending), step):
+            part = pending[start : start + step]
+            encoded = encoder.encode_documents([text for _, text in part])
+            cache.cache_vectors([h for h, _ in part], model_fp, encoded)
+            vectors.update(zip((h for h, _ in part), encoded, strict=True))
+            if progress is not None:
+                progress("chunks", len(part))
     return vectors
