@@ -11,6 +11,7 @@ instead of being answered by other vectors.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +30,18 @@ __all__ = ["CollectionParts", "chunker_for", "encoder_spec_of", "tokenizer_id"]
 
 
 class CollectionParts:
-    def __init__(self, config: WorkspaceConfig, override: Encoder | None = None) -> None:
+    def __init__(
+        self,
+        config: WorkspaceConfig,
+        override: Encoder | None = None,
+        *,
+        export_dir: str = "",
+    ) -> None:
+        """``export_dir``: where an ONNX export is kept when ragkit.toml names no folder
+        (the workspace's ``models/``)."""
         self.config = config
         self.override = override
+        self.export_dir = export_dir
         self._encoders: dict[str, Encoder] = {}
         self._chunkers: dict[tuple[str, str], Chunker] = {}
         self._channels: dict[str, SparseChannel | None] = {}
@@ -67,8 +77,11 @@ class CollectionParts:
         from ragkit.encoders.registry import load_encoder
 
         spec = collection.record.spec.encoder
+        config = spec.config(self.config.encoder)
+        if self.export_dir and not getattr(config, "export_dir", "x"):
+            config = dataclasses.replace(config, export_dir=self.export_dir)
         try:
-            return load_encoder(spec.config(self.config.encoder))
+            return load_encoder(config)
         except RagkitError as exc:
             raise EncoderMismatchError(
                 f"collection {collection.name!r} needs its encoder {spec.model!r} "

@@ -71,9 +71,12 @@ class EncoderSpec:
     dim: int = 0
     fingerprint: str = ""
 
-    #: remote-encoder settings kept in the spec; request pacing (concurrency, rate limits,
+    #: backend (torch/onnx, quantization) and remote-encoder settings kept in the spec; where
+    #: exports are kept, request pacing (concurrency, rate limits,
     #: timeouts, retries) stays with ragkit.toml, as it changes no vector
     OPTIONS = (
+        "backend",
+        "quantize",
         "preset",
         "base_url",
         "api_version",

@@ -85,7 +85,7 @@ class Workspace:
         self._encoder = encoder
         self._chunker: Chunker | None = None
         self._sparse_channel: SparseChannel | bool | None = False
-        self.parts = CollectionParts(self.config, encoder)
+        self.parts = CollectionParts(self.config, encoder, export_dir=str(root / "models"))
         self.searcher = Searcher(self)
 
     # -- the configured parts (ragkit.toml), which seed a new collection --------------------
@@ -94,7 +94,10 @@ class Workspace:
         """The configured encoder (or the one given to :func:`open_workspace`). A collection
         is written and queried with its own: :meth:`encoder_for`."""
         if self._encoder is None:
-            self._encoder = load_encoder(self.config.encoder)
+            config = self.config.encoder
+            if not config.export_dir:  # ONNX exports live beside the collections they built
+                config = dataclasses.replace(config, export_dir=str(self.root / "models"))
+            self._encoder = load_encoder(config)
         return self._encoder
 
     @property
@@ -177,7 +180,10 @@ class Workspace:
             self.parts.add_encoder(loaded)
         else:
             described = dataclasses.replace(config, encoder=encoder)
-            loaded = load_encoder(encoder)  # type: ignore[arg-type]
+            settings = encoder
+            if not getattr(settings, "export_dir", "x"):  # ONNX exports beside the collections
+                settings = dataclasses.replace(settings, export_dir=str(self.root / "models"))
+            loaded = load_encoder(settings)  # type: ignore[arg-type]
             self.parts.add_encoder(loaded)
         self.parts.add_encoder(loaded)
         chunking = chunking or config.chunking
