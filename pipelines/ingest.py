@@ -258,6 +258,10 @@ class _IngestJob:
             self.report.files_deleted += 1
             self.batch.delete_files.append((source.name, path))
             self._delete_documents(self.store.documents_of_file(source.name, path))
+        if not refusal:
+            # A run killed mid-file commits documents before their file record; when the file
+            # is gone by the next run, nothing else would ever remove them.
+            self._delete_documents(self.store.documents_without_file(source.name, seen))
         self._maybe_flush()
 
     def _ingest_file(self, source: str, entry: FileEntry, known: FileRecord | None) -> None:

@@ -200,6 +200,17 @@ class Store(ChunkRows, CollectionRows, EmbeddingCache, IndexChecksums, RunLog):
         )
         return dict(rows)
 
+    def documents_without_file(self, source: str, seen: set[str]) -> dict[str, str]:
+        """doc_id -> content_hash of the source's documents whose file has no record and is
+        not among ``seen`` (the paths a walk found): left by a run killed mid-file."""
+        rows = self._query(
+            "SELECT d.doc_id, d.content_hash, d.file_path FROM documents d WHERE d.source=?"
+            " AND NOT EXISTS (SELECT 1 FROM files f WHERE f.source = d.source"
+            " AND f.path = d.file_path)",
+            (source,),
+        )
+        return {doc_id: digest for doc_id, digest, path in rows if path not in seen}
+
     def put_document(
         self, doc_id: str, source: str, file_path: str, document: Document, content_hash: str
     ) -> None:

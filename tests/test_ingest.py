@@ -404,3 +404,19 @@ def test_every_ingest_is_recorded_as_a_run_with_its_outcome(workspace, docs, mon
     other = WorkspaceLock(workspace.root / "write.lock")
     other.acquire(wait=0)  # the failed ingest released the writer lock
     other.release()
+
+
+def test_documents_a_killed_run_committed_before_their_file_record_are_removed(
+    workspace, docs
+) -> None:  # type: ignore[no-untyped-def]
+    """A run killed mid-file leaves documents without a file record; if the file is gone by
+    the next run, that run removes them (nothing else would)."""
+    workspace.ingest(docs)
+    source = next(iter(workspace.store.sources()))
+    with workspace.store.transaction():  # what the killed run left: documents, no file record
+        workspace.store.delete_file(source, "fruit.txt")
+    (docs / "fruit.txt").unlink()
+    report = workspace.ingest(docs)
+    assert report.documents_deleted == 1 and report.files_deleted == 0
+    assert all(h.uri != "fruit.txt" for h in workspace.query("banana cherry lemon", k=10))
+    assert store_ids(workspace) == index_ids(workspace)
