@@ -16,6 +16,7 @@ import numpy as np
 
 from ragkit.chunking import Chunker
 from ragkit.collection import Collection
+from ragkit.compute import make_engine
 from ragkit.config import WorkspaceConfig
 from ragkit.documents import Hit
 from ragkit.encoders.fingerprint import is_legacy_of
@@ -68,6 +69,8 @@ class Workspace:
         if not self.config_path.exists():
             self.config.save(self.config_path)
         self.store = Store(root / "store.sqlite")
+        # Where the cache's missing vectors are encoded ([compute]); connects to nothing yet.
+        self.store.encode_engine = make_engine(self.config.compute, self.config.encoder)
         self.lock = WorkspaceLock(root / "write.lock")
         self._encoder = encoder
         self._chunker: Chunker | None = None
