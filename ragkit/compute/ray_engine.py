@@ -17,6 +17,7 @@ ray is imported only when an encode starts, so neither ``import ragkit`` nor a w
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -92,16 +93,15 @@ class RayEngine:
         self._connect(ray)
         from ragkit.encoders.registry import ENCODERS
 
-        batch_size = self.compute.batch_size or step
         actors, gpus = self._pool_size(ray.cluster_resources())
+        # At least one block per actor, or the pool's extra actors idle on a small job.
+        batch_size = min(self.compute.batch_size or step, math.ceil(len(items) / actors))
         threads = self.compute.threads_per_actor or max(1, (os.cpu_count() or 1) // actors)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the CLI draws its own progress
         context.print_on_execution_start = False
         rows = [{"text_hash": h, "text": t} for h, t in items]
-        dataset = ray.data.from_items(
-            rows, override_num_blocks=max(1, math.ceil(len(rows) / batch_size))
-        )
+        dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / batch_size))
         restarts = self.compute.max_restarts
         encoded = dataset.map_batches(
             EncoderActor,
@@ -110,13 +110,16 @@ class RayEngine:
                 "factory": ENCODERS.get(self.encoder_config.provider),
                 "threads": threads,
             },
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             batch_size=batch_size,
             batch_format="numpy",
             num_cpus=self.compute.cpus_per_actor,
             num_gpus=gpus,
-            max_restarts=restarts,
-            max_task_retries=restarts,
+            # Bounded (Ray Data's default is forever), so a batch that kills every worker
+            # fails the job instead of looping; applied to each actor as it is created.
+            ray_remote_args_fn=functools.partial(
+                dict, max_restarts=restarts, max_task_retries=restarts
+            ),
         )
         try:
             parts = encoded.iter_batches(batch_size=None, batch_format="numpy")
