@@ -8,6 +8,7 @@ import typer
 
 from ragkit.cli import (
     doctor,
+    encoders,
     finetune,
     ingest,
     query,
@@ -35,6 +36,7 @@ app.command("doctor")(doctor.doctor_command)
 app.command("eval")(eval_cli.eval_command)
 app.command("tune-fusion")(tune_fusion.tune_fusion_command)
 app.command("finetune")(finetune.finetune_command)
+app.command("encoders")(encoders.encoders_command)
 app.command("reindex")(reindex.reindex_command)
 app.add_typer(runs.app, name="runs")
 app.command("schedule")(schedule.schedule_command)

@@ -42,6 +42,10 @@ def eval_command(
         typer.Option(help="A TREC run file to compare against, with a significance test."),
     ] = None,
     max_queries: Annotated[int | None, typer.Option(help="Evaluate only the first N.")] = None,
+    report_path: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write a self-contained HTML report to this file."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Measure retrieval quality: nDCG@10, MRR@10, Recall@10/100 and MAP per mode.
@@ -51,7 +55,7 @@ def eval_command(
     """
     import ragkit
     from ragkit.evaluation import load_qrels, read_queries, read_trec_run
-    from ragkit.pipelines.eval import EvalReport, eval_dataset, eval_workspace
+    from ragkit.pipelines.eval import EvalReport, eval_dataset, eval_workspace, write_eval_report
 
     try:
         base = read_trec_run(baseline) if baseline else None
@@ -85,15 +89,21 @@ def eval_command(
                     workspace=str(root),
                     queries=len(set(texts) & set(judged)),
                     results=results,
+                    query_texts=texts,
+                    qrels=judged,
                 )
             else:
                 raise ConfigError("give --dataset DIR, or --queries FILE and --qrels FILE")
+        if report_path is not None:
+            write_eval_report(report, report_path)
     except RagkitError as error:
         exit_with(error)
     if as_json:
         print_json(report.to_dict())
         return
     _render(report)
+    if report_path is not None:
+        console.print(f"report: {report_path}")
 
 
 class _progress(ProgressView):

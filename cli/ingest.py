@@ -113,6 +113,8 @@ class _progress(ProgressView):
         self.task = self.bar.add_task("files", total=None, chunks=0, rate="")
         self.chunks = 0
         self.sparse = 0
+        self.retries = 0
+        self.throttled = 0
 
     def rate(self) -> float:
         """Chunks embedded per second of the view's clock, the one the summary uses too."""
@@ -130,12 +132,27 @@ class _progress(ProgressView):
             self.bar.update(self.task, description=f"files · sparse index {self.sparse} chunks")
         elif event == "chunks":
             self.chunks += n
-            self.bar.update(self.task, chunks=self.chunks, rate=f"{self.rate():.0f} chunks/s")
+            self.bar.update(
+                self.task, chunks=self.chunks, rate=f"{self.rate():.0f} chunks/s{self._remote()}"
+            )
+        elif event in ("retry", "throttle"):  # a remote encoder's retries and rate limits
+            if event == "retry":
+                self.retries += n
+            else:
+                self.throttled += n
+            self.bar.update(self.task, rate=f"{self.rate():.0f} chunks/s{self._remote()}")
+
+    def _remote(self) -> str:
+        parts = [f"{self.retries} retries"] if self.retries else []
+        if self.throttled:
+            parts.append(f"throttled {self.throttled}×")
+        return "".join(f" · {part}" for part in parts)
 
     def describe(self) -> str:
         task = self.bar.tasks[0]
         done, total = int(task.completed), int(task.total or 0)
         line = f"files {done}/{total} · {self.chunks} chunks embedded · {self.rate():.0f} chunks/s"
+        line += self._remote()
         elapsed = self.elapsed()
         if self.finished is None and 0 < done < total and elapsed > 0:
             line += f" · ETA {_clock((total - done) * elapsed / done)}"

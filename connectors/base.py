@@ -71,8 +71,8 @@ class LoadOptions:
     guessed.
 
     The ``parse_*`` limits are enforced by :class:`ragkit.connectors.pool.ParsePool` (a worker
-    process can be killed, a parse in this process cannot) and ``max_chunks_per_file`` by the
-    ingest's chunking; ``0`` switches a limit off.
+    process can be killed, a parse in this process cannot) and ``max_chunks_per_document`` /
+    ``max_chunks_per_file`` by the ingest's chunking; ``0`` switches a limit off.
     """
 
     max_file_bytes: int = 100 * 1024**2
@@ -83,7 +83,8 @@ class LoadOptions:
     max_docx_uncompressed_bytes: int = 200 * 1024**2
     parse_timeout_s: float = 30.0
     parse_memory_bytes: int = 2 * 1024**3
-    max_chunks_per_file: int = 10_000
+    max_chunks_per_document: int = 10_000
+    max_chunks_per_file: int = 0
 
     @classmethod
     def from_config(cls, config: IngestConfig) -> LoadOptions:
@@ -91,6 +92,7 @@ class LoadOptions:
         return cls(
             parse_timeout_s=float(config.parse_timeout),
             parse_memory_bytes=int(config.parse_memory_mib * 1024**2),
+            max_chunks_per_document=int(config.max_chunks_per_document),
             max_chunks_per_file=int(config.max_chunks_per_file),
         )
 

@@ -27,7 +27,7 @@ from ragkit.evaluation import (
 )
 from ragkit.workspace import Workspace, open_workspace
 
-__all__ = ["EvalReport", "ModeResult", "eval_dataset", "eval_workspace"]
+__all__ = ["EvalReport", "ModeResult", "eval_dataset", "eval_workspace", "write_eval_report"]
 
 ProgressCallback = Callable[[str, int], None]
 
@@ -40,6 +40,7 @@ class ModeResult:
     queries_per_second: float
     run_path: str | None = None
     comparison: dict[str, Comparison] = field(default_factory=dict)
+    rankings: dict[str, list[str]] = field(default_factory=dict, repr=False)  # for --report
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,9 @@ class EvalReport:
     queries: int
     results: list[ModeResult]
     ingest: dict[str, Any] | None = None
+    # what --report needs to show the queries and mark relevant hits; not part of the JSON
+    query_texts: dict[str, str] = field(default_factory=dict, repr=False)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,6 +118,8 @@ def eval_dataset(
             queries=len(queries),
             results=results,
             ingest=ingest.to_dict(),
+            query_texts=queries,
+            qrels=data.qrels,
         )
     finally:
         kit.close()
@@ -167,11 +173,31 @@ def eval_workspace(
             per_query=result.per_query,
             queries_per_second=len(qids) / elapsed if elapsed else float("inf"),
             run_path=run_path,
+            rankings={q: list(docs) for q, docs in run.items()},
         )
         if baseline_result is not None:
             mode_result.comparison = _compare(baseline_result, result)
         results.append(mode_result)
     return results
+
+
+def write_eval_report(report: EvalReport, path: str | Path) -> Path:
+    """``ragkit eval --report``: the HTML page of :mod:`ragkit.evaluation.report`."""
+    from ragkit.evaluation.report import ReportRun, write_report
+
+    runs = [
+        ReportRun("run", r.mode, r.metrics, per_query=r.per_query, rankings=r.rankings)
+        for r in report.results
+    ]
+    return write_report(
+        path,
+        f"ragkit eval · {Path(report.dataset).name}",
+        runs,
+        queries=report.query_texts,
+        qrels=report.qrels,
+        subtitle=f"{report.dataset} · split {report.split} · {report.queries} queries · "
+        f"workspace {report.workspace}",
+    )
 
 
 def _compare(baseline: EvalResult, result: EvalResult) -> dict[str, Comparison]:

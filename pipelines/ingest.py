@@ -318,7 +318,8 @@ class _IngestJob:
 
     def _stage_documents(self, source: str, file_path: str, documents: list[Document]) -> None:
         """Stage the file's new and changed documents, or none of them: the file's chunks are
-        made first, so one over ``max_chunks_per_file`` fails alone (ConnectorError)."""
+        made first, so one over ``max_chunks_per_document`` (or, when set,
+        ``max_chunks_per_file``) fails alone (ConnectorError)."""
         existing = self.store.documents_of_file(source, file_path)
         staged: set[str] = set()
         todo: list[tuple[str, Document, str, list[Chunk]]] = []
@@ -351,17 +352,31 @@ class _IngestJob:
         self._delete_documents({d: h for d, h in existing.items() if d not in staged})
 
     def _chunk_capped(
-        self, file_path: str, doc_id: str, document: Document, room: int | None
+        self, file_path: str, doc_id: str, document: Document, file_room: int | None
     ) -> list[Chunk]:
-        """Chunks of one document of a file that may make ``room`` more (None: no cap)."""
+        """Chunks of one document, at most ``max_chunks_per_document`` and the ``file_room``
+        its file has left (None: no file cap). The document cap is what stops one huge
+        unbroken text; record files (jsonl/csv exports, BEIR corpora) hold many documents."""
+        per_document = self.options.max_chunks_per_document or None
+        caps = [
+            (cap, name)
+            for cap, name in (
+                (per_document, "max_chunks_per_document"),
+                (file_room, "max_chunks_per_file"),
+            )
+            if cap is not None
+        ]
+        room = min((cap for cap, _ in caps), default=None)
         try:
             return self.ws.chunker.chunk(doc_id, document, max_chunks=room)
         except TooManyChunksError:
-            limit = self.options.max_chunks_per_file
+            name = min(caps)[1]
+            limit = getattr(self.options, name)
+            unit = "one document would make" if name == "max_chunks_per_document" else "would make"
             raise ConnectorError(
                 file_path,
-                f"would make more than {limit} chunks; raise [ingest] max_chunks_per_file in "
-                "ragkit.toml or split the file",
+                f"{unit} more than {limit} chunks; raise [ingest] {name} in ragkit.toml or "
+                "split the file",
             ) from None
 
     def _stage_document(

@@ -50,6 +50,28 @@ class EncoderConfig:
     # auto: bfloat16 where the hardware computes it natively (CUDA with bf16, CPUs with
     # AVX512-BF16 or AMX), float32 elsewhere; or fp32 | bf16 | fp16 (fp16: CUDA only).
     precision: str = "auto"
+    # One word for a known model's provider, prompts, dimension and input limit
+    # (``ragkit encoders`` lists them); keys set here win over the preset's.
+    preset: str = ""
+    # Remote providers (openai, gemini, tei, ollama; see ragkit/encoders/http/). The key is
+    # read from the environment variable named here ("" = the provider's default), so no
+    # secret is ever written to ragkit.toml or the store.
+    base_url: str = ""
+    api_key_env: str = ""
+    api_version: str = ""  # Azure OpenAI: sends ``api-version`` and an ``api-key`` header
+    dimensions: int | None = None  # asked of the server (Matryoshka), checked on every reply
+    encoding_format: str = "float"  # openai: float | base64
+    query_task: str = ""  # gemini task_type for queries ("" = RETRIEVAL_QUERY)
+    document_task: str = ""  # gemini task_type for documents ("" = RETRIEVAL_DOCUMENT)
+    tokenizer: str = ""  # a local tokenizer for chunk budgets ("" = the byte estimate)
+    batch_tokens: int = 0  # estimated tokens per request (0 = the provider's default)
+    concurrency: int = 4  # requests in flight at once
+    requests_per_minute: int = 0  # 0 = no limit
+    tokens_per_minute: int = 0  # 0 = no limit
+    timeout: float = 60.0  # seconds per request
+    max_retries: int = 6  # on 429, 5xx, timeouts and dropped connections
+    retry_base_delay: float = 0.5  # seconds; doubles per attempt, with jitter
+    retry_max_delay: float = 30.0
 
 
 @dataclass(kw_only=True)
@@ -135,10 +157,20 @@ class IngestConfig:
 
     parse_timeout: float = 30.0
     parse_memory_mib: int = 2048
-    max_chunks_per_file: int = 10_000
+    #: one document (a whole txt, one jsonl record) past this fails its file: what stops a huge
+    #: unbroken text from becoming hours of embedding
+    max_chunks_per_document: int = 10_000
+    #: a bound on a whole file too (0: none): record files legitimately hold many documents
+    max_chunks_per_file: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("parse_timeout", "parse_memory_mib", "max_chunks_per_file"):
+        names = (
+            "parse_timeout",
+            "parse_memory_mib",
+            "max_chunks_per_document",
+            "max_chunks_per_file",
+        )
+        for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"[ingest] {name} must be a number >= 0 (0: no limit)")

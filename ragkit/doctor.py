@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit.collection import Collection
+from ragkit.encoders.drift import drift_checks
 from ragkit.errors import IndexCorruptError, StoreDamagedError, WorkspaceError
 from ragkit.index_checksums import file_digest
 from ragkit.indexes import close_index
@@ -108,7 +109,9 @@ def check_workspace(workspace: Workspace, *, quick: bool = False) -> DoctorRepor
         for record in store.collections():
             collection = Collection(store, workspace.root, record)
             names = sorted(a for a, target in aliases.items() if target == record.name)
-            collections.append(check_collection(collection, channel, names, writer_active))
+            report = check_collection(collection, channel, names, writer_active)
+            report.checks.extend(drift_checks(workspace, record))  # remote encoders only
+            collections.append(report)
     except (sqlite3.DatabaseError, StoreDamagedError) as exc:
         checks.append(Check("store", PROBLEM, f"cannot read the store ({exc})"))
     return DoctorReport(str(workspace.root), checks, collections)

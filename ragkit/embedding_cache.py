@@ -116,19 +116,23 @@ def encode_into_cache(
     caches them, so every engine gets the same crash safety. A part an engine delivers twice
     (a retried task) is cached once.
     """
+    from ragkit.encoders.protocol import ReportsProgress
+
     pending = sorted(texts.items(), key=lambda item: len(item[1]))
     engine = cache.encode_engine or InProcessEngine()
     vectors: dict[str, np.ndarray] = {}
-    for hashes, encoded in engine.encode(encoder, model_fp, pending, part_size(encoder)):
-        fresh = [i for i, h in enumerate(hashes) if h not in vectors and h in texts]
-        if not fresh:
-            continue
-        part = [hashes[i] for i in fresh]
-        rows = encoded if len(fresh) == len(hashes) else encoded[fresh]
-        cache.cache_vectors(part, model_fp, rows)
-        vectors.update(zip(part, rows, strict=True))
-        if progress is not None:
-            progress("chunks", len(part))
+    reporting = encoder.reporting(progress) if isinstance(encoder, ReportsProgress) else None
+    with reporting or contextlib.nullcontext():
+        for hashes, encoded in engine.encode(encoder, model_fp, pending, part_size(encoder)):
+            fresh = [i for i, h in enumerate(hashes) if h not in vectors and h in texts]
+            if not fresh:
+                continue
+            part = [hashes[i] for i in fresh]
+            rows = encoded if len(fresh) == len(hashes) else encoded[fresh]
+            cache.cache_vectors(part, model_fp, rows)
+            vectors.update(zip(part, rows, strict=True))
+            if progress is not None:
+                progress("chunks", len(part))
     if len(vectors) != len(texts):
         raise RagkitError(
             f"the {engine.name} encode engine returned {len(vectors)} of {len(texts)} vectors; "

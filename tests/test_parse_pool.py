@@ -123,6 +123,29 @@ def test_ingest_fails_a_slow_file_and_a_file_over_the_chunk_cap_and_goes_on(  # 
     assert not children()
 
 
+def test_the_default_cap_is_per_document_so_record_files_of_many_documents_ingest(  # type: ignore[no-untyped-def]
+    workspace, docs
+) -> None:
+    # A BEIR corpus or a jsonl export holds tens of thousands of records in one file: a cap
+    # per file failed it whole. One huge document still fails alone.
+    (docs / "long.txt").write_text(
+        "\n\n".join(f"paragraph {i} " + "lemon " * 40 for i in range(30)), encoding="utf-8"
+    )
+    records = "".join(f'{{"id": "r{i}", "text": "plum {i} " }}\n' for i in range(12))
+    (docs / "many.jsonl").write_text(records, encoding="utf-8")
+    workspace.config.chunking.max_tokens = 32
+    assert LoadOptions().max_chunks_per_file == 0  # no file cap unless asked
+    report = workspace.ingest(docs, load_options=LoadOptions(max_chunks_per_document=6))
+    failed = {Path(f.path).name: f.reason for f in report.failures}
+    assert set(failed) == {"long.txt"}, failed
+    assert failed["long.txt"].startswith("one document would make more than 6 chunks")
+    assert "max_chunks_per_document" in failed["long.txt"]
+    (count,) = workspace.store._query(
+        "SELECT COUNT(*) FROM chunks JOIN documents USING(doc_id) WHERE file_path = 'many.jsonl'"
+    )[0]
+    assert count == 12  # one chunk per record: the file as a whole is not capped at 6
+
+
 def test_an_interrupted_ingest_leaves_no_worker_behind(workspace, docs, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from ragkit.pipelines import ingest as ingest_module
 

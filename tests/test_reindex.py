@@ -233,7 +233,7 @@ def test_any_edit_sequence_reindexed_equals_a_fresh_ingest(tiny_encoder, ops) ->
             clock[0] += 10**9  # every write moves the mtime, whatever the clock's resolution
             os.utime(path, ns=(clock[0], clock[0]))
 
-        with ragkit.open(base / "ws", encoder=tiny_encoder) as kit:
+        with ragkit.open(base / "ws", encoder=tiny_encoder, create=True) as kit:
             kit.ingest(tree, commit_every=3)
             for kind, a, b in ops:
                 path = tree / str(a)
@@ -252,7 +252,7 @@ def test_any_edit_sequence_reindexed_equals_a_fresh_ingest(tiny_encoder, ops) ->
             got = _snapshot(kit)
             again = reindex(kit, allow_empty=True)
             assert again.encoder_calls == 0 and again.commits == 0
-        with ragkit.open(base / "fresh", encoder=tiny_encoder) as fresh:
+        with ragkit.open(base / "fresh", encoder=tiny_encoder, create=True) as fresh:
             fresh.ingest(tree)
             assert got == _snapshot(fresh)
     finally:

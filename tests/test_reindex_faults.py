@@ -50,7 +50,7 @@ CHILD = textwrap.dedent(
             return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         encode_queries = encode_documents = _encode
 
-    kit = ragkit.open(sys.argv[1], encoder=Hashing())
+    kit = ragkit.open(sys.argv[1], encoder=Hashing(), create=True)
     if len(sys.argv) > 3:
         kit.ingest(sys.argv[3], commit_every=int(sys.argv[2]))
     else:
@@ -86,7 +86,7 @@ def _state(ws: Path, script: Path) -> dict[str, object]:
     with the child's encoder (its fingerprint names the collection)."""
     code = (
         f"import sys; exec(open({str(script)!r}).read().split('kit = ragkit.open')[0]);"
-        "kit = ragkit.open(sys.argv[1], encoder=Hashing()); c = kit.collection();"
+        "kit = ragkit.open(sys.argv[1], encoder=Hashing(), create=True); c = kit.collection();"
         "ids = sorted(kit.store.all_chunk_ids().tolist());"
         "assert sorted(c.load_dense().ids().tolist()) == ids;"
         "assert sorted(c.load_sparse(kit.sparse_channel).ids().tolist()) == ids;"

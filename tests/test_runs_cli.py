@@ -19,7 +19,7 @@ runner = CliRunner()
 @pytest.fixture
 def kit(tmp_path: Path) -> ragkit.Workspace:
     """A workspace without an encoder: the runs table needs none."""
-    workspace = ragkit.open(tmp_path / "ws")
+    workspace = ragkit.open(tmp_path / "ws", create=True)
     yield workspace
     workspace.close()
 

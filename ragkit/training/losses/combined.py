@@ -1,5 +1,8 @@
 """One training objective: hardness-weighted InfoNCE + λ·spread-out [+ μ·distillation].
 
+The InfoNCE term may be teacher-guided and the distillation term may match embeddings or score
+distributions; each term that needs the teacher reads its embeddings from the ``label`` column.
+
 The texts of a batch go through the model once and every term reads the same embeddings, so the
 regularisers cost no extra forward pass. Wrapped in sentence-transformers' ``MatryoshkaLoss``,
 the whole objective is computed again on each truncated (re-normalised) dimension.
@@ -12,6 +15,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ragkit.training.losses.guided_infonce import teacher_columns
+from ragkit.training.losses.score_distillation import ScoreDistillationLoss
 from ragkit.training.losses.spread_out import SpreadOutLoss
 
 __all__ = ["RetrievalLoss"]
@@ -46,17 +51,15 @@ class RetrievalLoss(nn.Module):
     def compute_loss_from_embeddings(
         self, embeddings: list[Tensor], labels: Tensor | None
     ) -> Tensor:
-        loss = self.infonce.compute_loss_from_embeddings(embeddings, labels)
+        loss = self.infonce.compute_loss_from_embeddings(embeddings, labels)  # MNRL ignores labels
         if self.spread_out is not None:
             loss = loss + self.spread_out_weight * self.spread_out.compute_loss_from_embeddings(
                 embeddings
             )
         if self.distillation is not None:
-            if labels is None or labels.dim() != 3:
-                raise ValueError(
-                    "distillation needs the teacher's embeddings as a (rows, columns, dim) label"
-                )
-            teacher = [labels[:, i].detach() for i in range(labels.size(1))]
+            teacher: Any = teacher_columns(labels)
+            if isinstance(self.distillation, ScoreDistillationLoss):
+                teacher = labels  # it reads the columns itself
             loss = loss + self.distillation_weight * self.distillation.compute_loss_from_embeddings(
                 embeddings, teacher
             )
