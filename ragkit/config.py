@@ -50,6 +50,13 @@ class EncoderConfig:
     # auto: bfloat16 where the hardware computes it natively (CUDA with bf16, CPUs with
     # AVX512-BF16 or AMX), float32 elsewhere; or fp32 | bf16 | fp16 (fp16: CUDA only).
     precision: str = "auto"
+    # torch | onnx (ONNX Runtime, exported once into the workspace's models/ folder; needs
+    # pip install 'ragkit[onnx]'); quantize: none | int8 (onnx only). Both are part of the
+    # fingerprint, so a collection refuses queries from another backend's vectors.
+    backend: str = "torch"
+    quantize: str = "none"
+    # where ONNX exports are kept; empty: <workspace>/models, or ~/.cache/ragkit/models
+    export_dir: str = ""
     # One word for a known model's provider, prompts, dimension and input limit
     # (``ragkit encoders`` lists them); keys set here win over the preset's.
     preset: str = ""

@@ -7,6 +7,7 @@ build a new collection and swap the alias without readers noticing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -81,7 +82,10 @@ class Workspace:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = load_encoder(self.config.encoder)
+            config = self.config.encoder
+            if not config.export_dir:  # ONNX exports live beside the collections they built
+                config = dataclasses.replace(config, export_dir=str(self.root / "models"))
+            self._encoder = load_encoder(config)
         return self._encoder
 
     @property

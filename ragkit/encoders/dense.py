@@ -1,5 +1,6 @@
 """Dense encoder over sentence-transformers: prompts, Matryoshka truncation, GPU when present,
-bfloat16 autocast where the hardware has it (``[encoder] precision``)."""
+bfloat16 autocast where the hardware has it (``[encoder] precision``), or ONNX Runtime with
+optional int8 weights (``[encoder] backend``, ``quantize``; see ``onnx_backend``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import math
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,7 @@ class DenseEncoder:
     is the tokenizer: the same weights behind another normalizer return other vectors.
     The precision is not: bf16 and float32 embeddings of one model agree to a cosine of ~0.99998,
     so a workspace built on a bf16 machine is queried, and its cache reused, anywhere.
+    The ONNX backend is (``backend``): int8 weights move vectors by far more than bf16 does.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class DenseEncoder:
         truncate_dim: int | None = None,
         batch_size: int = 64,
         precision: str = "fp32",
+        backend: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.name = name
@@ -69,13 +73,18 @@ class DenseEncoder:
         self.tokens = TokenCounter(model.tokenizer)
         self.precision = precision
         self._device_type = getattr(getattr(model, "device", None), "type", "cpu")
-        #: the dtype encoding runs in under autocast; None: plain float32
-        self.autocast_dtype = resolve_precision(precision, self._device_type)
+        #: what runs the transformer when it is not torch (name, quantization, file digest)
+        self.backend = backend
+        #: the dtype encoding runs in under autocast; None: plain float32 (or ONNX Runtime's)
+        self.autocast_dtype = None if backend else resolve_precision(precision, self._device_type)
 
     @classmethod
     def load(cls, config: EncoderConfig) -> DenseEncoder:
         from sentence_transformers import SentenceTransformer
 
+        from ragkit.encoders.onnx_backend import check_backend, default_export_dir, use_onnx
+
+        check_backend(config.backend, config.quantize)
         path = resolve_model_path(config.model, kind="dense")
         try:
             with offline_if_local(path), quiet_loading():
@@ -87,13 +96,26 @@ class DenseEncoder:
             ) from exc
         if config.max_seq_length:
             model.max_seq_length = config.max_seq_length
-        return cls.from_model(model, name=config.model, config=config)
+        backend = None
+        if config.backend == "onnx":
+            export_dir = Path(config.export_dir) if config.export_dir else default_export_dir()
+            backend = use_onnx(
+                model, quantize=config.quantize, export_dir=export_dir, device=str(model.device)
+            )
+        return cls.from_model(model, name=config.model, config=config, backend=backend)
 
     @classmethod
     def from_model(
-        cls, model: Any, *, name: str, config: EncoderConfig | None = None
+        cls,
+        model: Any,
+        *,
+        name: str,
+        config: EncoderConfig | None = None,
+        backend: dict[str, Any] | None = None,
     ) -> DenseEncoder:
-        """Wrap an already-built SentenceTransformer (tests, fine-tuned models in memory)."""
+        """Wrap an already-built SentenceTransformer (tests, fine-tuned models in memory).
+        ``backend`` describes a transformer swapped for another runtime (``use_onnx``); the
+        model in hand decides it, not ``config``, which may name a backend it was not built with."""
         config = config or EncoderConfig(model=name)
         query_prompt, document_prompt = _default_prompts(model, name)
         return cls(
@@ -106,6 +128,7 @@ class DenseEncoder:
             truncate_dim=config.truncate_dim,
             batch_size=config.batch_size,
             precision=config.precision,
+            backend=backend,
         )
 
     def config_for(self, model: str) -> EncoderConfig:
@@ -126,7 +149,9 @@ class DenseEncoder:
 
     @property
     def compute_dtype(self) -> str:
-        """What encoding computes in: ``bfloat16``, ``float16`` or ``float32``."""
+        """What encoding computes in: ``bfloat16``, ``float16``, ``float32`` or ``int8``."""
+        if self.backend:
+            return "int8" if self.backend["quantize"] == "int8" else "float32"
         return str(self.autocast_dtype or "torch.float32").removeprefix("torch.")
 
     @property
@@ -140,19 +165,19 @@ class DenseEncoder:
         modules = [
             {"type": type(m).__name__, "config": module_config(m)} for m in self.model.children()
         ]
-        return fingerprint_model(
-            self.model,
-            {
-                "kind": "dense",
-                "modules": modules,
-                "query_prompt": self.query_prompt,
-                "document_prompt": self.document_prompt,
-                "dim": self.dim,
-                "max_seq_length": self.max_seq_length,
-                "normalized": True,
-            },
-            tokenizer=self.model.tokenizer,
-        )
+        settings: dict[str, Any] = {
+            "kind": "dense",
+            "modules": modules,
+            "query_prompt": self.query_prompt,
+            "document_prompt": self.document_prompt,
+            "dim": self.dim,
+            "max_seq_length": self.max_seq_length,
+            "normalized": True,
+        }
+        if self.backend:
+            # int8 weights give other vectors; torch fingerprints keep their old ids
+            settings["backend"] = self.backend
+        return fingerprint_model(self.model, settings, tokenizer=self.model.tokenizer)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self.document_prompt)
