@@ -164,6 +164,7 @@ class InputCase:
     """One hostile input. ``expect`` says what a correct outcome is:
 
     - ``reject``: listed as a failure with a reason (or a warning), contributing no text;
+    - ``skip``: an unsupported type found in a folder: counted as skipped, not failed, no text;
     - ``ingest``: ingested, and ``contains`` is in its chunks (warnings allowed);
     - ``lossless``: listed as a failure or a warning, or else ingested with all of ``contains``;
     - ``warn``: listed as a failure, or ingested with a warning naming it (the text was guessed);
@@ -318,8 +319,8 @@ def input_cases(full: bool) -> list[InputCase]:
         _case("f07", "fs", "symlink to /etc/passwd (leaves the root)", ".txt", None, "reject", special="passwd", absent=("@passwd",)),
         _case("f08", "fs", "symlink to a folder outside the root", "", None, "reject", special="outside"),
         _case("f09", "fs", "unreadable (chmod 000)", ".txt", None, "any", special="chmod", note="as root, chmod 000 does not prevent reading" if os.geteuid() == 0 else ""),
-        _case("f10", "fs", "unsupported extension", ".exe", write_bytes(b"MZ" + bytes(100)), "reject" ),
-        _case("f11", "fs", "no extension", "", write_text("noextword"), "reject"),
+        _case("f10", "fs", "unsupported extension", ".exe", write_bytes(b"MZ" + bytes(100)), "skip"),
+        _case("f11", "fs", "no extension", "", write_text("noextword"), "skip"),
         _case("f12", "fs", "folder named like a file", ".txt", None, "any", special="dirfile"),
         _case("f13", "fs", "newline in the file name", ".txt", None, "any", special="newline"),
         _case("f14", "fs", "255-byte file name", ".txt", None, "ingest", special="longname", contains=("longnameword",)),

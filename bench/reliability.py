@@ -397,6 +397,11 @@ def _judge(case: cases.InputCase, run: _Run) -> list[str]:
         problems.append("not listed as a failure" + (" (ingested)" if text else " (vanished)"))
     if case.expect == "reject" and text and not failures:
         problems.append("ingested text from a file that should be rejected")
+    if case.expect == "skip":  # an unsupported type in a folder: counted as skipped, not failed
+        if failures or text:
+            problems.append("listed as a failure" if failures else "ingested")
+        elif not run.report.get("files_skipped"):
+            problems.append("not counted as skipped")
     if case.expect == "ingest" and (failures or lost):
         problems.append(f"failed: {failures[0]['reason']}" if failures else f"text lost: {lost}")
     if case.expect in ("lossless", "warn") and not failures and not warned:
@@ -632,6 +637,10 @@ def run_concurrency(probe: Probe, files: int) -> None:
     while not (ws / "write.lock").read_bytes().startswith(b"pid"):
         if time.perf_counter() > deadline:
             break
+        time.sleep(0.02)
+    # The running writer records its new source in ragkit.toml once it holds the lock: take the
+    # snapshot after that, so only a refused writer could change it afterwards.
+    while b"more" not in (ws / "ragkit.toml").read_bytes() and time.perf_counter() < deadline:
         time.sleep(0.02)
     toml = (ws / "ragkit.toml").read_bytes()
     second = [

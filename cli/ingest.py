@@ -54,6 +54,15 @@ def ingest_command(
         ),
     ] = 4096,
     log_every: LogEveryOption = 5.0,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Encode on a Ray cluster: auto, ray://host:port, or local (pip install "
+            "'ragkit[ray]'; see docs/scale.md).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Ingest files incrementally: only new or changed content is embedded; deleted files
@@ -81,6 +90,7 @@ def ingest_command(
                 wait=wait,
                 commit_every=commit_every,
                 progress=on_progress,
+                ray=ray,
             )
     except RagkitError as error:
         exit_with(error)

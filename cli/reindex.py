@@ -43,6 +43,15 @@ def reindex_command(
         ),
     ] = None,
     commit_every: Annotated[int, typer.Option(min=1, help="Chunks per atomic commit.")] = 4096,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Encode on a Ray cluster: auto, ray://host:port, or local (pip install "
+            "'ragkit[ray]'; see docs/scale.md).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Re-ingest every configured source (new, changed, deleted files), check the workspace,
@@ -62,6 +71,7 @@ def reindex_command(
             allow_empty=allow_empty,
             max_delete_fraction=max_delete_fraction,
             commit_every=commit_every,
+            ray=ray,
         )
     except ReindexError as error:
         if as_json and error.report is not None:

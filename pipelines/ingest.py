@@ -27,6 +27,7 @@ import numpy as np
 
 from ragkit.chunking import Chunker, TooManyChunksError, doc_id_for
 from ragkit.collection_spec import MIGRATION_HINT
+from ragkit.compute import ray_engine_at
 from ragkit.config import SourceConfig
 from ragkit.connectors import LoadOptions, read_source_bytes
 from ragkit.connectors.base import UnsafeSourceError, printable_path
@@ -112,6 +113,7 @@ def ingest(
     allow_empty: bool = False,
     max_delete_fraction: float | None = None,
     strict: bool = False,
+    ray: str | None = None,
 ) -> IngestReport:
     """Ingest ``paths`` (each a file or folder) or, when empty, every configured source.
 
@@ -121,7 +123,8 @@ def ingest(
     has some (an unmounted disk), or would delete more than ``max_delete_fraction`` of its
     files, is left as it was and named in ``sources_refused``; ``allow_empty`` lets an empty
     walk delete. ``strict``: files of unsupported types
-    are failures, not skips.
+    are failures, not skips. ``ray``: encode on the Ray cluster at this address for this run
+    (as ``[compute] engine = "ray"`` would).
     """
     sources = resolve_sources(workspace, paths, include, exclude, follow_symlinks)
     params = {
@@ -133,9 +136,11 @@ def ingest(
         "allow_empty": allow_empty,
         "max_delete_fraction": max_delete_fraction,
         "strict": strict,
+        "ray": ray,
     }
+    engine = ray_engine_at(workspace.config, ray)
     notes = saved_filter_notes(workspace, paths, include, exclude)
-    with job(workspace, "ingest", params, wait=wait) as run:
+    with job(workspace, "ingest", params, wait=wait) as run, workspace.store.using_engine(engine):
         if paths:
             remember_sources(workspace, sources)
         options = load_options or LoadOptions.from_config(workspace.config.ingest)

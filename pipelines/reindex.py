@@ -100,9 +100,11 @@ def reindex(
     max_delete_fraction: float | None = None,
     commit_every: int = 4096,
     progress: ProgressCallback | None = None,
+    ray: str | None = None,
 ) -> ReindexReport:
     """Re-ingest every configured source, check, report. Raises :class:`ReindexError` when a
-    source was refused or the check found a problem (after recording the run as failed)."""
+    source was refused or the check found a problem (after recording the run as failed).
+    ``ray``: encode on the Ray cluster at that address."""
     from ragkit.doctor import check_workspace
 
     sources = resolve_sources(workspace, [], None, None, False)  # ConfigError when none
@@ -112,6 +114,7 @@ def reindex(
         "allow_empty": allow_empty,
         "max_delete_fraction": max_delete_fraction,
         "commit_every": commit_every,
+        "ray": ray,
     }
     with job(workspace, "reindex", params, wait=wait) as run:
         store = workspace.store
@@ -123,6 +126,7 @@ def reindex(
             progress=progress,
             allow_empty=allow_empty,
             max_delete_fraction=max_delete_fraction,
+            ray=ray,
         )
         report = ReindexReport(run_id=run.run_id, ingest_run_id=done.run_id)
         report.sources = [_counts(s.name, s.path, before[s.name], store, done) for s in sources]

@@ -19,6 +19,7 @@ from ragkit.errors import ConfigError
 
 __all__ = [
     "ChunkingConfig",
+    "ComputeConfig",
     "EncoderConfig",
     "FusionConfig",
     "IndexConfig",
@@ -207,6 +208,44 @@ class RunsConfig:
 
 
 @dataclass(kw_only=True)
+class ComputeConfig:
+    """Where chunk texts missing from the embedding cache are encoded (see ``ragkit.compute``).
+
+    ``engine = "in-process"`` encodes in the writer's own process; ``"ray"`` fans the texts out
+    to a pool of Ray actors at ``address`` (``"auto"``: the cluster this machine belongs to,
+    ``"ray://host:port"``: a remote head through Ray Client, ``"local"``: start a throwaway
+    cluster on this machine). Vectors still come back to the one writer, which caches and
+    commits them, so the store keeps its single-writer guarantees.
+
+    ``actors = 0``: one per GPU when the cluster has GPUs, else one per two CPU cores.
+    ``cpus_per_actor`` is fractional on purpose: Ray Data's own read tasks need a share of the
+    CPUs too, and actors holding every whole CPU of a small cluster would starve them.
+    ``gpus_per_actor < 0``: one GPU each where the cluster has GPUs, none elsewhere.
+    ``threads_per_actor = 0``: this machine's cores divided among the actors.
+    ``batch_size = 0``: the in-process engine's part size (encoder batch size × 8, ≥ 256).
+    ``max_restarts``: how often a dead actor is restarted and its batch retried before the
+    job fails (a bound, so a batch that kills every worker cannot loop forever).
+    """
+
+    engine: str = "in-process"
+    address: str = "auto"
+    actors: int = 0
+    cpus_per_actor: float = 0.5
+    gpus_per_actor: float = -1.0
+    threads_per_actor: int = 0
+    batch_size: int = 0
+    max_restarts: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("actors", "cpus_per_actor", "threads_per_actor", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"[compute] {name} must be a number >= 0")
+        if isinstance(self.max_restarts, bool) or not isinstance(self.max_restarts, int):
+            raise ConfigError("[compute] max_restarts must be an integer")
+
+
+@dataclass(kw_only=True)
 class SourceConfig:
     """A directory (or single file) that ingest and reindex read."""
 
@@ -226,6 +265,7 @@ _SECTIONS = {
     "rerank": RerankConfig,
     "ingest": IngestConfig,
     "runs": RunsConfig,
+    "compute": ComputeConfig,
 }
 
 
@@ -239,6 +279,7 @@ class WorkspaceConfig:
     rerank: RerankConfig = field(default_factory=RerankConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     runs: RunsConfig = field(default_factory=RunsConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     sources: list[SourceConfig] = field(default_factory=list)
     #: the sections the file sets (a query takes ``[fusion]`` from the file only when set)
     sections_set: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)

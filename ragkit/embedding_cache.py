@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ragkit.compute import EncodeEngine, InProcessEngine, part_size
+from ragkit.errors import RagkitError
 
 __all__ = ["EmbeddingCache", "encode_into_cache"]
 
@@ -22,7 +25,15 @@ _BATCH = 500  # stays under SQLite's limit on bound parameters
 
 class EmbeddingCache:
     """Cache reads and writes; vectors are stored as float32 bytes, checked against ``dim`` on
-    read so a cache entry of another width never reaches an index."""
+    read so a cache entry of another width never reaches an index.
+
+    ``encode_engine`` says where :func:`encode_into_cache` encodes what the cache lacks; it
+    lives here, beside the cache every encoding job writes to, so the workspace sets it once
+    from ``[compute]`` and ingest, repair and backfill use it without code of their own.
+    """
+
+    #: None: in this process
+    encode_engine: EncodeEngine | None = None
 
     if TYPE_CHECKING:  # provided by Store
         _db: sqlite3.Connection
@@ -30,6 +41,19 @@ class EmbeddingCache:
         def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
 
         def transaction(self) -> AbstractContextManager[None]: ...
+
+    @contextlib.contextmanager
+    def using_engine(self, engine: EncodeEngine | None) -> Iterator[None]:
+        """Encode with ``engine`` inside the block (``--ray`` for one job); None changes
+        nothing."""
+        if engine is None:
+            yield
+            return
+        previous, self.encode_engine = self.encode_engine, engine
+        try:
+            yield
+        finally:
+            self.encode_engine = previous
 
     def cached_blobs(self, hashes: Sequence[str], model_fp: str) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
@@ -79,19 +103,30 @@ def encode_into_cache(
     sentence-transformers sorts by length only within one call, so the texts are sorted across
     the whole set first and each call pads little (unsorted windows cost ~15% more encoder time).
     Each part commits its cache rows on its own: a crash after it never re-encodes those texts.
+    The cache's ``encode_engine`` encodes the parts (here, or on Ray actors); this loop alone
+    caches them, so every engine gets the same crash safety. A part an engine delivers twice
+    (a retried task) is cached once.
     """
     from ragkit.encoders.protocol import ReportsProgress
 
     pending = sorted(texts.items(), key=lambda item: len(item[1]))
-    step = max(encoder.batch_size * 8, 256)
+    engine = cache.encode_engine or InProcessEngine()
     vectors: dict[str, np.ndarray] = {}
     reporting = encoder.reporting(progress) if isinstance(encoder, ReportsProgress) else None
     with reporting or contextlib.nullcontext():
-        for start in range(0, len(pending), step):
-            part = pending[start : start + step]
-            encoded = encoder.encode_documents([text for _, text in part])
-            cache.cache_vectors([h for h, _ in part], model_fp, encoded)
-            vectors.update(zip((h for h, _ in part), encoded, strict=True))
+        for hashes, encoded in engine.encode(encoder, model_fp, pending, part_size(encoder)):
+            fresh = [i for i, h in enumerate(hashes) if h not in vectors and h in texts]
+            if not fresh:
+                continue
+            part = [hashes[i] for i in fresh]
+            rows = encoded if len(fresh) == len(hashes) else encoded[fresh]
+            cache.cache_vectors(part, model_fp, rows)
+            vectors.update(zip(part, rows, strict=True))
             if progress is not None:
                 progress("chunks", len(part))
+    if len(vectors) != len(texts):
+        raise RagkitError(
+            f"the {engine.name} encode engine returned {len(vectors)} of {len(texts)} vectors; "
+            "the ones it returned are cached, so running the job again encodes only the rest"
+        )
     return vectors

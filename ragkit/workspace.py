@@ -27,6 +27,7 @@ from ragkit.collection_parts import (
     tokenizer_id,
 )
 from ragkit.collection_spec import CollectionSpec
+from ragkit.compute import make_engine
 from ragkit.config import WorkspaceConfig
 from ragkit.documents import Hit
 from ragkit.encoders.fingerprint import is_legacy_of
@@ -81,6 +82,8 @@ class Workspace:
         if not self.config_path.exists():
             self.config.save(self.config_path)
         self.store = Store(root / "store.sqlite", seed_config=self.config)
+        # Where the cache's missing vectors are encoded ([compute]); connects to nothing yet.
+        self.store.encode_engine = make_engine(self.config.compute, self.config.encoder)
         self.lock = WorkspaceLock(root / "write.lock")
         self._encoder = encoder
         self._chunker: Chunker | None = None
