@@ -231,3 +231,74 @@ def test_queries_in_flight_while_an_ingest_commits(workspace, tmp_path: Path) ->
     assert all(hit["text"].startswith(hit["uri"][:-3]) for hits in answers for hit in hits)
     assert f"round {rounds}" in final.json()["hits"][0]["text"]
     assert workspace.collection().record.generation == rounds + 1
+
+
+def test_queries_in_flight_while_the_alias_is_swapped_see_one_collection_whole(
+    tmp_path: Path, docs: Path
+) -> None:
+    """A cutover is an alias swap: the server resolves the alias per request, so every answer
+    comes from the old or the new collection (each with its own encoder), never a mix, never
+    empty, and no request fails."""
+    from conftest import build_tiny_model
+
+    from ragkit.config import EncoderConfig
+
+    models = tmp_path / "a", tmp_path / "b"
+    for seed, path in enumerate(models):
+        build_tiny_model(seed=seed).save(str(path))
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "ragkit.toml").write_text(f'[encoder]\nmodel = "{models[0]}"\n', encoding="utf-8")
+    kit = ragkit.open(root, create=True)
+    kit.ingest(docs)
+    first = kit.collection().name
+    kit.create_collection("b", encoder=EncoderConfig(model=str(models[1])))
+    queries = ["dog pear", "dns router", "banana cherry"]
+
+    def ranking(client: httpx.Client, text: str, **options: object) -> list[tuple[str, float]]:
+        response = client.post("/query", json={"text": text, "k": 3, "mode": "dense", **options})
+        assert response.status_code == 200, response.text
+        return [(h["chunk_id"], round(h["score"], 5)) for h in response.json()["hits"]]
+
+    failures: list[object] = []
+    seen = {first: 0, "b": 0}
+    stop = threading.Event()
+    with (
+        serve_in_thread(create_app(kit)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        expected = {
+            name: {q: ranking(client, q, collection=name) for q in queries} for name in (first, "b")
+        }
+        assert all(expected[first][q] != expected["b"][q] for q in queries)
+
+        def ask() -> None:
+            with httpx.Client(base_url=url, timeout=30) as own:
+                for _ in range(60):  # bounded: at most 180 requests
+                    if stop.is_set():
+                        return
+                    for query in queries:
+                        try:
+                            found = ranking(own, query)
+                        except AssertionError as exc:
+                            failures.append(exc)
+                            return
+                        owner = [n for n in expected if expected[n][query] == found]
+                        if len(owner) != 1:
+                            failures.append((query, found))
+                            return
+                        seen[owner[0]] += 1
+
+        thread = threading.Thread(target=ask)
+        thread.start()
+        deadline = time.monotonic() + 30
+        flip = 0
+        while thread.is_alive() and time.monotonic() < deadline and not failures:
+            kit.set_alias("default", "b" if flip % 2 == 0 else first)
+            flip += 1
+            time.sleep(0.02)
+        stop.set()
+        thread.join(timeout=60)
+    kit.close()
+    assert not failures, failures[:3]
+    assert flip > 1 and seen[first] > 0 and seen["b"] > 0, (flip, seen)

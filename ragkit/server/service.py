@@ -165,13 +165,14 @@ class QueryService:
 
     def _generation(self, alias: str) -> tuple[str | None, int]:
         store = self.workspace.store
-        name = store.resolve_alias(alias)
-        record = store.collection(name) if name else None
+        name = store.resolve_alias(alias) or alias  # an alias, or a collection named directly
+        record = store.collection(name)
         return name, record.generation if record else -1
 
     def alias_for(self, name: str) -> str:
-        """An alias as given, or the alias that points at collection ``name``: queries go
-        through aliases, so a migration's swap is seen by the next request."""
+        """An alias as given, or the alias that points at collection ``name`` (so a migration's
+        swap is seen by the next request), or a collection without an alias by its own name
+        (a shadow being built, to compare before a cutover)."""
         store = self.workspace.store
         aliases = store.aliases()
         if name in aliases:
@@ -183,14 +184,11 @@ class QueryService:
         if not aliases and not names:
             return name  # an empty workspace: its own error says to run `ragkit ingest`
         if name in names:
-            message = (
-                f"collection {name!r} has no alias, and queries go through aliases; "
-                f"known aliases: {', '.join(sorted(aliases)) or 'none'}"
-            )
-        else:
-            known = ", ".join(sorted({*aliases, *names}))
-            message = f"no alias or collection named {name!r}; known: {known}"
-        raise ApiError(404, "unknown_collection", message)
+            return name
+        known = ", ".join(sorted({*aliases, *names}))
+        raise ApiError(
+            404, "unknown_collection", f"no alias or collection named {name!r}; known: {known}"
+        )
 
     def collections(self) -> list[dict[str, Any]]:
         store = self.workspace.store
