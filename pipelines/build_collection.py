@@ -9,7 +9,7 @@ transaction, so a crash leaves no half-built collection. From then on every inge
 repair keeps it in step (it is ``building`` or ``live``).
 
 Kept small on purpose: resumable backfill for large corpora, gates and cutover belong to
-``ragkit migrate``, which builds on this.
+the migration job, which builds on this.
 """
 
 from __future__ import annotations

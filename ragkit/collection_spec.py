@@ -264,7 +264,7 @@ class Drift:
 
 MIGRATION_HINT = (
     "the collection keeps its own settings; revert the edit, or move to the new settings "
-    "with a migration (`ragkit migrate`, planned)"
+    "with a migration (planned for a later release)"
 )
 
 

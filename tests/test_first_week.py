@@ -292,9 +292,9 @@ def test_terminal_tables_fit_the_width(site, monkeypatch: pytest.MonkeyPatch) ->
 
 
 # -- every command a message names exists ------------------------------------------------------------
-# Commands documented as planned, which a message may name: `ragkit migrate` (a collection's
-# drift from ragkit.toml is moved to new settings by a migration) is named as planned.
-PLANNED: set[str] = {"migrate"}
+# Commands documented as planned, which a message may name (none: messages say "planned"
+# without naming a command that does not exist).
+PLANNED: set[str] = set()
 
 
 def _registered_commands() -> set[str]:

@@ -177,7 +177,7 @@ class Searcher:
                 f"query mode {base!r} needs a sparse index, and collection {collection.name!r} "
                 f"has none for its channel ({collection.record.spec.sparse.model!r}); a "
                 "collection with a sparse channel is made with `create_collection(..., "
-                "sparse=...)` (or, planned, `ragkit migrate`)"
+                "sparse=...)`"
             )
         use_rerank = bool(suffix) or bool(rerank) or (rerank is None and bool(config.rerank.model))
         if use_rerank and not (isinstance(rerank, str) or config.rerank.model):
