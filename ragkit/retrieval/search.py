@@ -230,8 +230,9 @@ class Searcher:
 
     def _reader(self, collection: Collection) -> tuple[DenseIndex, Any, IndexCorruptError | None]:
         """Indexes of the committed generation, reloaded when a writer committed a new one.
-        A sparse index that does not load is kept as its error, so dense queries go on."""
-        collection.refresh()
+        A sparse index that does not load is kept as its error, so dense queries go on.
+        ``collection`` comes from :meth:`_collection_for_query`, which has just read its row:
+        reading it again here would only repeat that query on every search."""
         cached = self._readers.get(collection.name)
         if cached and cached[0] == collection.record.generation:
             return cached[1], cached[2], cached[3]
