@@ -12,6 +12,7 @@ from ragkit.cli import (
     encoders,
     finetune,
     ingest,
+    migrate,
     query,
     reindex,
     runs,
@@ -44,6 +45,7 @@ app.add_typer(runs.app, name="runs")
 app.command("schedule")(schedule.schedule_command)
 app.command("serve")(serve.serve_command)
 app.add_typer(sources.app, name="sources")
+app.add_typer(migrate.app, name="migrate")
 
 
 def _version() -> str:

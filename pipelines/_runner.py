@@ -82,6 +82,22 @@ class Job:
         """An inner job under this one's lock (the same as calling :func:`job` meanwhile)."""
         return self._runner.job(kind, params)
 
+    @contextmanager
+    def unlocked(self, wait: float = 365 * 86400.0) -> Iterator[None]:
+        """Let other writers in for the block's length: the lock is released, and taken
+        again (waiting up to ``wait`` seconds) when the block ends. For a long job that does
+        most of its work outside the store (a migration's backfill encodes unlocked and
+        commits locked), so an ingest meanwhile is not refused. Only the outermost job may
+        do this, and it must re-read whatever another writer may have changed."""
+        runner = self._runner
+        if runner.current is not self or len(runner._active) != 1:
+            raise RuntimeError("only the outermost job, with no inner job running, may unlock")
+        runner.workspace.lock.release()
+        try:
+            yield
+        finally:
+            runner.workspace.lock.acquire(wait=wait)
+
 
 class Runner:
     """Runs the jobs of one workspace; get it with :func:`runner_for`, so that nested jobs of
@@ -122,6 +138,7 @@ class Runner:
         run_id = store.start_run(kind, os.getpid(), socket.gethostname(), recorded, parent_id)
         job = Job(kind, run_id, recorded, parent_id, self)
         self._active.append(job)
+        _IN_PROCESS.add((str(store.path), run_id))
         try:
             yield job
         except KeyboardInterrupt:
@@ -132,6 +149,7 @@ class Runner:
             raise
         finally:
             self._active.remove(job)
+            _IN_PROCESS.discard((str(store.path), run_id))
         store.clear_checkpoints(kind)
         store.finish_run(run_id, job.status, job.stats, None)
 
@@ -144,18 +162,23 @@ class Runner:
 
     def _reap_crashed(self) -> None:
         """Mark ``crashed`` the runs of this host left ``running`` by a process that is gone.
-        Called under the lock with no job of ours active, so a row with this very pid is a
-        dead process's whose pid was reused (common in containers)."""
+        Called under the lock with no job of this runner active, so a row with this very pid
+        that no job of this process runs is a dead process's whose pid was reused (common in
+        containers)."""
         host, me = socket.gethostname(), os.getpid()
         store = self.workspace.store
         for run_id, pid, run_host in store.running_runs():
-            if run_host != host or pid is None:
-                continue
-            if pid == me or not _alive(pid):
+            if run_host != host or pid is None or (str(store.path), run_id) in _IN_PROCESS:
+                continue  # another host's, or a job of this process that let the lock go
+            if pid == me or not process_alive(pid):
                 store.mark_crashed(
                     [run_id], f"process {pid} on {host} ended without finishing this run"
                 )
 
+
+#: (store path, run id) of every job running in this process, whichever workspace object
+#: runs it: a job that let its lock go (:meth:`Job.unlocked`) is alive, not crashed
+_IN_PROCESS: set[tuple[str, int]] = set()
 
 _runners: weakref.WeakKeyDictionary[Workspace, Runner] = weakref.WeakKeyDictionary()
 
@@ -202,7 +225,7 @@ def _secret_name(key: str) -> bool:
     return any(part in name for part in SECRET_NAME_PARTS)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` runs on this host; a zombie (killed, not yet waited for) is not."""
     try:
         os.kill(pid, 0)

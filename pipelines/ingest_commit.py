@@ -20,8 +20,9 @@ from ragkit.workspace import Workspace
 
 __all__ = ["WRITTEN_STATES", "Batch", "Target", "commit_batch", "open_targets"]
 
-#: the states of the collections every write reaches
-WRITTEN_STATES = ("building", "live")
+#: the states of the collections every write reaches: a retired collection is kept in step
+#: until its migration is finalized, so a rollback to it loses nothing
+WRITTEN_STATES = ("building", "live", "retired")
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Target:
 
 
 def open_targets(workspace: Workspace) -> list[Target]:
-    """Every building and live collection, each with its encoder, channel and writer."""
+    """Every building, live and retired collection, each with its encoder, channel and writer."""
     targets = []
     for collection in workspace.collections():
         if collection.state not in WRITTEN_STATES:

@@ -75,15 +75,14 @@ def _repair_collection(
     if record is None:
         return []
     collection = Collection(workspace.store, workspace.root, record)
-    if record.state == "retired":
-        return []
     channel = workspace.sparse_channel_for(collection)
     actions: list[str] = []
     if report.problem(EMBEDDINGS):
         actions.append(_encode_uncached(workspace, collection, progress))
     rebuild = _what_to_rebuild(report, channel)
     uncached = workspace.store.count_uncached(record.model_fp, record.dim, collection.chunking_fp)
-    if "dense" in rebuild and uncached:
+    backfilling = workspace.store.backfilling(record.name) is not None  # uncached by design
+    if "dense" in rebuild and uncached and not backfilling:
         rebuild.discard("dense")
         actions.append(f"{report.name}: dense index not rebuilt: {uncached} chunks lack a vector")
     if rebuild:

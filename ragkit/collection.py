@@ -235,14 +235,18 @@ class CollectionWriter:
         new_ids: np.ndarray,
         vectors: np.ndarray,
         sparse_prepared: Any = None,
+        *,
+        sparse: bool = True,
     ) -> None:
+        """Remove and add chunks. ``sparse=False`` leaves the sparse index alone: a backfill
+        adds dense vectors of chunks the sparse index already holds."""
         if len(removed_ids) and not self._needs_rebuild:
             self._needs_rebuild = not self.index.remove(removed_ids)
         if not self._needs_rebuild and isinstance(self.index, NeedsRetrain):
             self._needs_rebuild = self.index.needs_retrain(len(new_ids))
         if not self._needs_rebuild:
             self.index.add(new_ids, vectors)
-        if self.channel is not None and not self._sparse_rebuild:
+        if sparse and self.channel is not None and not self._sparse_rebuild:
             self._sparse_rebuild = not self.channel.apply(
                 self.sparse, removed_ids, new_ids, sparse_prepared
             )
@@ -263,7 +267,9 @@ class CollectionWriter:
         store = self.collection.store
         if self._needs_rebuild:
             ids, vectors, missing = self.collection.vectors_from_cache()
-            if missing:
+            # A shadow being backfilled holds the chunks whose vectors exist so far: the
+            # backfill adds the rest (it adds what the index lacks, whoever cached it).
+            if missing and store.backfilling(self.collection.name) is None:
                 raise IndexCorruptError(
                     f"collection {self.collection.name!r}: {len(missing)} chunks have no cached "
                     "vector; run `ragkit doctor --repair`"

@@ -42,7 +42,8 @@ __all__ = [
 ]
 
 #: building: a shadow being filled (every write reaches it); live: may be queried, kept in
-#: step; retired: kept for a rollback, no longer written.
+#: step; retired: an alias moved away from it; still kept in step, so a rollback is instant
+#: and loses nothing, until its migration is finalized (which deletes it).
 STATES = ("building", "live", "retired")
 SPEC_VERSION = 1
 

@@ -113,25 +113,17 @@ def check_workspace(workspace: Workspace, *, quick: bool = False) -> DoctorRepor
         for record in store.collections():
             collection = Collection(store, workspace.root, record)
             names = sorted(a for a, target in aliases.items() if target == record.name)
-            if record.state == "retired":
-                collections.append(_retired(collection, names))
-                continue
             channel = workspace.sparse_channel_for(collection)
-            report = check_collection(collection, channel, names, writer_active)
+            backfill = store.backfilling(record.name)
+            report = check_collection(
+                collection, channel, names, writer_active, backfilling=backfill is not None
+            )
             report.checks.append(_settings_check(workspace, collection))
             report.checks.extend(drift_checks(workspace, record))  # remote encoders only
             collections.append(report)
     except (sqlite3.DatabaseError, StoreDamagedError) as exc:
         checks.append(Check("store", PROBLEM, f"cannot read the store ({exc})"))
     return DoctorReport(str(workspace.root), checks, collections)
-
-
-def _retired(collection: Collection, aliases: list[str]) -> CollectionReport:
-    """Kept for a rollback and no longer written: listed, not required to be in step."""
-    record = collection.record
-    detail = "retired: kept for a rollback, not kept in step with the store"
-    checks = [Check(STATE, SKIPPED, detail)]
-    return CollectionReport(record.name, aliases, record.generation, checks, record.state)
 
 
 def _settings_check(workspace: Workspace, collection: Collection) -> Check:
@@ -182,15 +174,19 @@ def check_collection(
     channel: SparseChannel | None,
     aliases: list[str],
     writer_active: bool,
+    *,
+    backfilling: bool = False,
 ) -> CollectionReport:
-    """Index files against the store's chunk ids; the cache; files left by a crash."""
+    """Index files against the store's chunk ids; the cache; files left by a crash. A shadow
+    being ``backfilling`` holds part of the chunks by design: missing dense ids and uncached
+    vectors are its progress, not a fault (extra and duplicate ids still are)."""
     snapshot = _Snapshot.read(collection, channel)
     try:
         record = collection.record
         checks = [
             snapshot.dense_check,
-            _ids_check(DENSE_IDS, snapshot.dense, snapshot.store_ids),
-            _cache_check(collection),
+            _ids_check(DENSE_IDS, snapshot.dense, snapshot.store_ids, partial=backfilling),
+            _backfill_check() if backfilling else _cache_check(collection),
         ]
         if channel is not None:
             checks += [
@@ -266,8 +262,9 @@ def _load(name: str, path: Path, unit: str, load: Callable[[], Any]) -> tuple[An
     return index, Check(name, OK, f"{path.name}: {len(index)} {unit}")
 
 
-def _ids_check(name: str, index: Any, store_ids: np.ndarray) -> Check:
-    """Extra ids point at chunks that are gone; missing ones are chunks no query can find."""
+def _ids_check(name: str, index: Any, store_ids: np.ndarray, *, partial: bool = False) -> Check:
+    """Extra ids point at chunks that are gone; missing ones are chunks no query can find
+    (or, ``partial``, the part of a shadow still to be backfilled)."""
     if index is None:
         return Check(name, SKIPPED, "the index did not load")
     ids = np.asarray(index.ids(), dtype=np.int64)
@@ -277,10 +274,18 @@ def _ids_check(name: str, index: Any, store_ids: np.ndarray) -> Check:
         "missing": len(np.setdiff1d(store_ids, unique)),
         "duplicate": int(len(ids) - len(unique)),
     }
+    if partial and not counts["extra"] and not counts["duplicate"]:
+        done = len(store_ids) - counts["missing"]
+        detail = f"backfill in progress: {done} of {len(store_ids)} chunks, no stray id"
+        return Check(name, OK, detail, counts)
     if any(counts.values()):
         found = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
         return Check(name, PROBLEM, f"{found} ids against {len(store_ids)} chunks", counts)
     return Check(name, OK, f"same {len(store_ids)} ids as the store", counts)
+
+
+def _backfill_check() -> Check:
+    return Check(EMBEDDINGS, SKIPPED, "backfill in progress: `ragkit migrate status` shows it")
 
 
 def _cache_check(collection: Collection) -> Check:

@@ -35,6 +35,11 @@ class WorkspaceLockedError(WorkspaceError):
     """Another process holds the workspace's writer lock."""
 
 
+class MigrationRefusedError(WorkspaceError):
+    """A migration step refused on purpose (an incomplete or inconsistent shadow, a gate the
+    new collection failed, an adapter below its threshold); the message has the figures."""
+
+
 class ConnectorError(RagkitError):
     """A source file could not be read or parsed; the batch goes on without it."""
 

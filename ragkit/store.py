@@ -25,6 +25,7 @@ from ragkit.index_checksums import IndexChecksums
 from ragkit.run_log import RunLog
 from ragkit.store_chunks import ChunkRows
 from ragkit.store_collections import CollectionRecord, CollectionRows
+from ragkit.store_migrations import MigrationRows
 from ragkit.store_schema import SCHEMA_VERSION, create_tables, upgrade_tables
 
 __all__ = ["SCHEMA_VERSION", "CollectionRecord", "FileRecord", "Store", "store_damage"]
@@ -43,7 +44,7 @@ class FileRecord:
     format: str
 
 
-class Store(ChunkRows, CollectionRows, EmbeddingCache, IndexChecksums, RunLog):
+class Store(ChunkRows, CollectionRows, EmbeddingCache, IndexChecksums, MigrationRows, RunLog):
     """Thin typed access to ``store.sqlite``; writes happen inside :meth:`transaction`. The
     chunks, the collections and aliases, the embedding cache, the index files' checksums and
     the job records live in mixins (``store_chunks``, ``store_collections``,
@@ -103,6 +104,7 @@ class Store(ChunkRows, CollectionRows, EmbeddingCache, IndexChecksums, RunLog):
                 return upgrade_tables(self._db, self.seed_config)
         finally:
             self._scoped = None
+            self._has_migrations: bool | None = None
 
     @contextlib.contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
@@ -250,6 +252,27 @@ class Store(ChunkRows, CollectionRows, EmbeddingCache, IndexChecksums, RunLog):
 
     def doc_ids(self) -> list[str]:
         return [row[0] for row in self._query("SELECT doc_id FROM documents ORDER BY doc_id")]
+
+    def doc_ids_after(self, cursor: str, limit: int) -> list[str]:
+        """The next ``limit`` document ids after ``cursor`` in id order (a backfill's walk)."""
+        rows = self._query(
+            "SELECT doc_id FROM documents WHERE doc_id > ? ORDER BY doc_id LIMIT ?",
+            (cursor, limit),
+        )
+        return [row[0] for row in rows]
+
+    def count_documents_after(self, cursor: str) -> int:
+        return int(self._query("SELECT COUNT(*) FROM documents WHERE doc_id > ?", (cursor,))[0][0])
+
+    def document_hashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for batch in _batched(list(doc_ids), 500):
+            marks = ",".join("?" * len(batch))
+            rows = self._query(
+                f"SELECT doc_id, content_hash FROM documents WHERE doc_id IN ({marks})", batch
+            )
+            out.update((row[0], row[1]) for row in rows)
+        return out
 
     def delete_documents(self, doc_ids: Iterable[str]) -> None:
         for batch in _batched(list(doc_ids), 500):

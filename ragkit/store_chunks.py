@@ -57,6 +57,22 @@ class ChunkRows:
             out.extend(row[0] for row in rows)
         return out
 
+    def chunks_of_documents(
+        self, doc_ids: Iterable[str], chunking_fp: str
+    ) -> list[tuple[int, str, str, str]]:
+        """(id, doc_id, text_hash, embed text) of the documents' chunks under a chunking."""
+        scope, params = self._scope(chunking_fp)
+        out: list[tuple[int, str, str, str]] = []
+        for batch in _batched(list(doc_ids), _BATCH):
+            marks = ",".join("?" * len(batch))
+            rows = self._query(
+                f"SELECT id, doc_id, text_hash, {_EMBED_TEXT} FROM chunks"
+                f" WHERE doc_id IN ({marks}){scope} ORDER BY id",
+                (*batch, *params),
+            )
+            out.extend((row[0], row[1], row[2], row[3]) for row in rows)
+        return out
+
     def insert_chunks(self, chunks: Sequence[Chunk], chunking_fp: str = "") -> list[int]:
         """Insert chunks made under ``chunking_fp``; returns their ids (the vector ids)."""
         scoped = self.chunks_scoped

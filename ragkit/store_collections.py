@@ -57,6 +57,10 @@ class CollectionRows:
 
         def get_meta(self, key: str) -> str | None: ...
 
+        def record_alias_move(
+            self, alias: str, collection: str, previous: str | None, reason: str
+        ) -> None: ...
+
         @property
         def chunks_scoped(self) -> bool: ...
 
@@ -159,25 +163,65 @@ class CollectionRows:
             if not self._query("SELECT 1 FROM collections WHERE model_fp=? LIMIT 1", (old_fp,)):
                 self._exec("DELETE FROM embeddings WHERE model_fp=?", (old_fp,))
 
-    def set_alias(self, alias: str, collection: str) -> None:
-        """Point ``alias`` at ``collection`` in one transaction; a building collection an
-        alias now points at is live. Queries resolve the alias once, so each one runs wholly
-        on the old collection or wholly on the new one."""
+    def set_alias(
+        self,
+        alias: str,
+        collection: str,
+        *,
+        reason: str = "set",
+        retire_previous: bool = False,
+        allow_retired: bool = False,
+    ) -> None:
+        """Point ``alias`` at ``collection`` in one transaction; a building (or, with
+        ``allow_retired``, a retired) collection an alias now points at is live, and with
+        ``retire_previous`` the collection the alias pointed at before is retired (kept in
+        step for a rollback). Queries resolve the alias once, so each one runs wholly on the
+        old collection or wholly on the new one. The move is recorded in the alias history."""
         with self.transaction():
             record = self.collection(collection)
             if record is None:
                 raise WorkspaceError(f"no collection {collection!r} to point alias {alias!r} at")
-            if record.state == "retired":
+            if record.state == "retired" and not allow_retired:
                 raise WorkspaceError(
-                    f"collection {collection!r} is retired; make it live before an alias "
-                    "points at it"
+                    f"collection {collection!r} is retired; `ragkit migrate rollback` brings "
+                    "a retired collection back"
                 )
-            if record.state == "building":
+            if record.state != "live":
                 self.set_collection(collection, state="live")
+            previous = self.resolve_alias(alias)
             self._exec(
                 "INSERT OR REPLACE INTO aliases(alias, collection) VALUES(?, ?)",
                 (alias, collection),
             )
+            if retire_previous and previous and previous != collection:
+                still_aliased = self._query(
+                    "SELECT 1 FROM aliases WHERE collection=? LIMIT 1", (previous,)
+                )
+                if not still_aliased:
+                    self.set_collection(previous, state="retired")
+            self.record_alias_move(alias, collection, previous, reason)
+
+    def delete_collection(self, name: str, *, drop_cache: bool = False) -> dict[str, int]:
+        """Remove a collection's rows: the collection, its checksums, its chunk rows when no
+        other collection is chunked the same way (documents stay) and, with ``drop_cache``,
+        its encoder's cached vectors when no other collection uses that encoder. Call inside
+        a transaction; the caller removes the files after the commit."""
+        record = self.collection(name)
+        if record is None:
+            raise WorkspaceError(f"no collection {name!r}")
+        if self._query("SELECT 1 FROM aliases WHERE collection=? LIMIT 1", (name,)):
+            raise WorkspaceError(f"collection {name!r} is behind an alias; move the alias first")
+        self._exec("DELETE FROM collections WHERE name=?", (name,))
+        self._exec("DELETE FROM index_checksums WHERE collection=?", (name,))
+        removed = {"chunks": 0, "vectors": 0}
+        others = [r for r in self.collections() if r.name != name]
+        if self.chunks_scoped and not any(r.chunking_fp == record.chunking_fp for r in others):
+            cursor = self._exec("DELETE FROM chunks WHERE chunking_fp=?", (record.chunking_fp,))
+            removed["chunks"] = cursor.rowcount
+        if drop_cache and not any(r.model_fp == record.model_fp for r in others):
+            cursor = self._exec("DELETE FROM embeddings WHERE model_fp=?", (record.model_fp,))
+            removed["vectors"] = cursor.rowcount
+        return removed
 
     def aliases(self) -> dict[str, str]:
         return dict(self._query("SELECT alias, collection FROM aliases ORDER BY alias"))

@@ -135,6 +135,24 @@ def _v4_collection_specs(db: sqlite3.Connection, config: WorkspaceConfig) -> Non
     )
 
 
+def _v5_migrations(db: sqlite3.Connection) -> None:
+    """``ragkit migrate``: one row per migration of an alias onto a shadow collection (its
+    state, backfill cursor and counts, fitted adapter, gate result), and the history of every
+    alias move, so a rollback knows where to go back to and ``ragkit collections`` can show it."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS migrations(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " alias TEXT NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,"
+        " cursor TEXT NOT NULL DEFAULT '', stats_json TEXT NOT NULL DEFAULT '{}',"
+        " plan_json TEXT NOT NULL DEFAULT '{}', adapter_json TEXT NOT NULL DEFAULT '{}',"
+        " gate_json TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL, updated REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS alias_history(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " alias TEXT NOT NULL, collection TEXT NOT NULL, previous TEXT, reason TEXT NOT NULL,"
+        " at REAL NOT NULL)"
+    )
+
+
 def _meta(db: sqlite3.Connection, key: str) -> str:
     row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
     return str(row[0]) if row else ""
@@ -201,6 +219,7 @@ UPGRADES: list[tuple[int, Step]] = [
     (2, lambda db, config: _v2_index_checksums(db)),
     (3, lambda db, config: _v3_run_parameters(db)),
     (4, _v4_collection_specs),
+    (5, lambda db, config: _v5_migrations(db)),
 ]
 SCHEMA_VERSION = UPGRADES[-1][0]
 

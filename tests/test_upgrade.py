@@ -48,17 +48,17 @@ def test_a_query_through_another_tokenizer_is_refused(workspace, docs) -> None: 
 
 
 def test_a_new_store_and_an_upgraded_one_have_the_same_tables(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == UPGRADES[-1][0] == 4
+    assert SCHEMA_VERSION == UPGRADES[-1][0] == 5
     old = shutil.copy(FIXTURE / "ws" / "store.sqlite", tmp_path / "old.sqlite")
     with ragkit.open(tmp_path / "new", create=True) as kit:
         new_tables = _tables(kit.store.path)
     store = ragkit.store.Store(Path(old))
     assert store.schema_version == 1 and "index_checksums" not in _tables(Path(old))
-    assert store.upgrade() == [2, 3, 4] and store.upgrade() == []
-    assert store.schema_version == 4 and _tables(Path(old)) == new_tables
+    assert store.upgrade() == [2, 3, 4, 5] and store.upgrade() == []
+    assert store.schema_version == 5 and _tables(Path(old)) == new_tables
     db = sqlite3.connect(":memory:")
     create_tables(db)
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("4",)
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("5",)
 
 
 def test_the_upgrade_to_4_keeps_chunk_ids_scopes_chunks_and_stores_each_spec(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,6 +46,7 @@ class Searcher:
         self.workspace = workspace
         self._readers: dict[str, tuple[int, DenseIndex, Any, IndexCorruptError | None]] = {}
         self._rerankers: dict[str, Any] = {}
+        self._adapters: dict[str, tuple[int, Any]] = {}
 
     def query_many(
         self,
@@ -138,7 +140,7 @@ class Searcher:
             if channel_name == "dense":
                 vectors = query_vectors
                 if vectors is None:
-                    vectors = workspace.encoder_for(collection).encode_queries(texts)
+                    vectors = self._encode_queries(collection, texts)
                 elif len(vectors) != len(texts):
                     raise ConfigError(f"{len(vectors)} query vectors for {len(texts)} queries")
                 runs.append(_as_runs(*dense.search(vectors, depth, allowed_ids=allowed)))
@@ -147,6 +149,29 @@ class Searcher:
             else:
                 raise ConfigError(f"collection {collection.name!r} has no sparse index")
         return runs
+
+    def _encode_queries(self, collection: Collection, texts: list[str]) -> np.ndarray:
+        """The collection's own encoder; or, while a migration's query adapter serves it,
+        the new model's query vectors mapped into this collection's space."""
+        workspace = self.workspace
+        migration = workspace.store.adapter_serving(collection.name)
+        if migration is None:
+            return workspace.encoder_for(collection).encode_queries(texts)
+        target = workspace.collection(migration.target)
+        if target is None or target.name != migration.target:
+            raise WorkspaceError(f"the query adapter's collection {migration.target!r} is gone")
+        adapter = self._adapter(workspace.root / migration.adapter["path"])
+        return adapter(np.asarray(workspace.encoder_for(target).encode_queries(texts)))
+
+    def _adapter(self, path: Path) -> Any:
+        key = str(path)
+        stamp = path.stat().st_mtime_ns if path.exists() else 0
+        cached = self._adapters.get(key)
+        if cached is None or cached[0] != stamp:
+            from ragkit.migration.adapters import load_adapter
+
+            cached = self._adapters[key] = (stamp, load_adapter(path))
+        return cached[1]
 
     def available_modes(self, alias: str) -> list[str]:
         workspace = self.workspace
@@ -225,7 +250,8 @@ class Searcher:
             raise WorkspaceError(
                 f"{workspace.root}: no collection or alias {alias!r}; known: {known or 'none'}"
             )
-        workspace.encoder_for(collection)
+        if workspace.store.adapter_serving(collection.name) is None:
+            workspace.encoder_for(collection)  # (an adapter serving: the new model encodes)
         return collection
 
     def _reader(self, collection: Collection) -> tuple[DenseIndex, Any, IndexCorruptError | None]:

@@ -1,0 +1,345 @@
+"""``ragkit migrate``: plan, resumable shadow backfill with ingests meanwhile, gate, atomic
+cutover, rollback, finalize, abort — on real tiny encoders, FAISS and SQLite."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import build_tiny_model, corpus_words
+from test_ingest import write
+from typer.testing import CliRunner
+
+import ragkit
+from ragkit.cli.app import app
+from ragkit.errors import MigrationRefusedError, WorkspaceError
+from ragkit.pipelines import migrate
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny encoders on disk over one vocabulary: a (64-d), b (64-d, other weights), wide
+    (96-d), and flat, whose every word has the same vector (it cannot rank anything)."""
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for name, dim, seed in (("a", 64, 0), ("b", 64, 1), ("wide", 96, 2), ("flat", 64, 3)):
+        model = build_tiny_model(dim=dim, seed=seed)
+        if name == "flat":
+            import torch
+
+            with torch.no_grad():
+                weights = model[0].embedding.weight
+                weights.copy_(weights[2].expand_as(weights))
+        model.save(str(root / name))
+        out[name] = root / name
+    return out
+
+
+def make_corpus(root: Path, n: int = 40, seed: int = 0) -> Path:
+    """``n`` markdown files of ten-word sentences drawn from the models' vocabulary."""
+    rng = random.Random(seed)
+    words = [w for w in corpus_words() if w.isalpha() and len(w) > 3][:400]
+    for i in range(n):
+        sentences = [" ".join(rng.choices(words, k=10)) + "." for _ in range(6)]
+        write(root / f"doc{i:03d}.md", f"# title {i}\n\n" + " ".join(sentences) + "\n")
+    return root
+
+
+def open_with(root: Path, model: Path) -> ragkit.Workspace:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "ragkit.toml").write_text(f'[encoder]\nmodel = "{model}"\n', encoding="utf-8")
+    return ragkit.open(root, create=True)
+
+
+def shadow_state(kit: ragkit.Workspace, name: str) -> tuple[list[int], np.ndarray]:
+    collection = kit.collection(name)
+    assert collection is not None and collection.name == name
+    dense = collection.load_dense()
+    ids = np.sort(dense.ids())
+    _, vectors, _ = collection.vectors_from_cache()
+    return ids.tolist(), vectors
+
+
+def test_plan_writes_nothing_and_counts_what_the_cache_holds(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    corpus = make_corpus(tmp_path / "docs", n=12)
+    with open_with(tmp_path / "ws", models["a"]) as kit:
+        kit.ingest(corpus)
+        before = (
+            kit.store.counts(),
+            kit.store.collections(),
+            (kit.root / "ragkit.toml").read_text(),
+        )
+        plan = migrate.plan_migration(kit, to=str(models["wide"]))
+        assert (kit.store.counts(), kit.store.collections()) == before[:2]
+        assert (kit.root / "ragkit.toml").read_text() == before[2]
+        fields = {c.field for c in plan.changes}
+        assert {"encoder", "encoder.dim"} <= fields and plan.dims == (64, 96)
+        assert plan.chunks == kit.store.counts()["chunks"] and plan.cached == 0
+        assert plan.to_encode == plan.chunks and plan.sample_rate and plan.sample_rate > 0
+        assert plan.disk_bytes > plan.chunks * 96 * 4
+        # the plan of the source's own spec is empty
+        assert migrate.plan_migration(kit, to=None).empty
+
+
+def test_backfill_cutover_rollback_finalize_on_a_dimension_change(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    corpus = make_corpus(tmp_path / "docs", n=40)
+    with open_with(tmp_path / "ws", models["a"]) as kit:
+        kit.ingest(corpus)
+        source = kit.collection().name
+        result = migrate.start(kit, to=str(models["wide"]), batch_chunks=8)
+        assert result["state"] == "ready" and result["batches"] >= 5
+        target = result["target"]
+        assert kit.collection(target).state == "building"
+        assert kit.doctor().ok
+        ids, _ = shadow_state(kit, target)
+        assert ids == kit.store.all_chunk_ids(kit.collection(target).chunking_fp).tolist()
+        moved = migrate.cutover(kit, tolerance=1.0)
+        assert moved["live"] == target and kit.collection().name == target
+        assert kit.collection(source).state == "retired"
+        assert kit.collection().record.dim == 96 and len(kit.query("title", k=3)) == 3
+        assert "wide" in (kit.root / "ragkit.toml").read_text()
+        assert not kit.status()["collections"][0].get("drift")
+        # a retired collection is kept in step: an ingest now reaches it too
+        write(corpus / "late.md", "# late\n\nalpha beta gamma delta epsilon zeta.\n")
+        kit.ingest(corpus)
+        assert kit.doctor().ok
+        cached = kit.store.counts()["embeddings"]
+        back = migrate.rollback(kit)
+        assert back["live"] == source and back["swap_seconds"] < 1.0
+        assert kit.collection().name == source and kit.collection(target).state == "retired"
+        assert any("late" in h.uri for h in kit.query("alpha beta gamma delta", k=3))
+        assert kit.store.counts()["embeddings"] == cached  # nothing was encoded
+        migrate.cutover(kit, tolerance=1.0)
+        done = migrate.finalize(kit, drop_cache=True)
+        assert done["deleted"] == source and done["vectors"] > 0
+        assert kit.store.collection(source) is None
+        assert not (kit.root / "collections" / source).exists()
+        assert kit.doctor().ok
+        history = [(m.collection, m.reason) for m in kit.store.alias_history("default")]
+        assert [c for c, _ in history[:3]] == [target, source, target]
+
+
+def test_a_kill_mid_backfill_resumes_to_the_same_shadow(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    corpus = make_corpus(tmp_path / "docs", n=30)
+    states = []
+    for name, steps in (("straight", [None]), ("resumed", [2, 1, None])):
+        with open_with(tmp_path / name, models["a"]) as kit:
+            kit.ingest(corpus)
+            for max_batches in steps:
+                result = migrate.start(
+                    kit,
+                    to=str(models["b"]),
+                    chunking={"max_tokens": 24},
+                    batch_chunks=10,
+                    max_batches=max_batches,
+                )
+            assert result["state"] == "ready"
+            assert kit.doctor().ok
+            states.append(shadow_state(kit, result["target"]))
+    assert states[0][0] == states[1][0]
+    np.testing.assert_array_equal(states[0][1], states[1][1])
+
+
+def test_ingests_during_the_backfill_reach_the_shadow_and_deletes_stay_deleted(
+    tmp_path, models
+) -> None:  # type: ignore[no-untyped-def]
+    corpus = make_corpus(tmp_path / "docs", n=30)
+    with open_with(tmp_path / "ws", models["a"]) as kit:
+        kit.ingest(corpus)
+        first = migrate.start(
+            kit, to=str(models["b"]), chunking={"max_tokens": 24}, batch_chunks=10, max_batches=1
+        )
+        assert first["state"] == "backfilling"
+        # delete one document already backfilled and one not yet, update one of each, add one
+        (corpus / "doc000.md").unlink()
+        (corpus / "doc029.md").unlink()
+        write(corpus / "doc001.md", "# changed\n\nquartz zebra quartz zebra.\n")
+        write(corpus / "doc028.md", "# changed too\n\nmaple quartz maple.\n")
+        write(corpus / "new.md", "# new\n\nbrand new words here.\n")
+        report = kit.ingest(corpus)
+        assert report.documents_deleted == 2 and report.documents_updated == 2
+        result = migrate.start(kit, batch_chunks=10)
+        assert result["state"] == "ready"
+        assert kit.doctor().ok
+        target = kit.collection(result["target"])
+        rows = kit.store.chunk_rows(target.load_dense().ids().tolist())
+        uris = {row["uri"] for row in rows.values()}
+        assert not any(u.endswith(("doc000.md", "doc029.md")) for u in uris)
+        assert any(u.endswith("new.md") for u in uris)
+        texts = " ".join(row["text"] for row in rows.values())
+        assert "quartz zebra" in texts and "maple quartz" in texts
+        assert kit.store.count_chunks(target.chunking_fp) == len(rows)
+
+
+def test_the_gate_refuses_a_worse_shadow_and_force_overrides_it(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    corpus = make_corpus(tmp_path / "docs", n=30)
+    with open_with(tmp_path / "ws", models["a"]) as kit:
+        kit.ingest(corpus)
+        source = kit.collection().name
+        migrate.start(kit, to=str(models["flat"]))
+        with pytest.raises(MigrationRefusedError, match="worse") as refused:
+            migrate.cutover(kit)
+        assert "generated" in str(refused.value)
+        assert kit.collection().name == source
+        gate = kit.store.open_migration("default").gate
+        assert gate["target"][gate["mode"]] < gate["source"][gate["mode"]] and not gate["passed"]
+        moved = migrate.cutover(kit, force=True)
+        assert moved["gate"]["forced"] and kit.collection().name != source
+        # abort is refused once cut over; rollback then abort drops the shadow
+        with pytest.raises(MigrationRefusedError, match="rollback"):
+            migrate.abort(kit)
+        migrate.rollback(kit)
+        shadow = kit.store.open_migration("default").target
+        migrate.abort(kit)
+        assert kit.store.collection(shadow) is None and kit.collection().name == source
+        assert kit.store.open_migration("default") is None and kit.doctor().ok
+
+
+def test_cutover_refuses_an_incomplete_backfill(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    corpus = make_corpus(tmp_path / "docs", n=20)
+    with open_with(tmp_path / "ws", models["a"]) as kit:
+        kit.ingest(corpus)
+        migrate.start(kit, to=str(models["b"]), batch_chunks=4, max_batches=1)
+        with pytest.raises(MigrationRefusedError, match="not complete"):
+            migrate.cutover(kit, force=True)
+        report = kit.doctor()
+        assert report.ok, report.to_dict()
+        status = migrate.migration_status(kit)
+        assert 0 < status["progress"] < 1 and status["documents_left"] > 0
+        with pytest.raises(WorkspaceError, match="resume"):
+            migrate.start(kit, to=str(models["wide"]))
+
+
+def test_queries_during_the_whole_migration_never_fail_or_mix(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    """Every answer seen while plan → backfill → cutover → rollback → cutover → finalize run
+    is exactly the old collection's or exactly the new one's: no error, no empty answer."""
+    corpus = make_corpus(tmp_path / "docs", n=30)
+    query = "title alpha"
+
+    def answer(kit: ragkit.Workspace, **where) -> tuple:  # type: ignore[no-untyped-def]
+        return tuple(
+            (h.chunk_id, round(h.score, 5)) for h in kit.query(query, k=5, mode="dense", **where)
+        )
+
+    with open_with(tmp_path / "ws", models["a"]) as kit:
+        kit.ingest(corpus)
+        old = answer(kit)
+    stop = threading.Event()
+    answers: dict[tuple, int] = {}
+    errors: list[str] = []
+
+    def ask() -> None:
+        with ragkit.open(tmp_path / "ws", create=False) as reader:
+            while not stop.is_set():
+                try:
+                    got = answer(reader)
+                except Exception as exc:  # recorded: the test asserts there are none
+                    errors.append(repr(exc))
+                    continue
+                answers[got] = answers.get(got, 0) + 1
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    try:
+        with ragkit.open(tmp_path / "ws", create=False) as kit:
+            migrate.plan_migration(kit, to=str(models["wide"]))
+            started = migrate.start(kit, to=str(models["wide"]), batch_chunks=6)
+            new = answer(kit, collection=started["target"])
+            for step in (
+                lambda: migrate.cutover(kit, tolerance=1.0),
+                lambda: migrate.rollback(kit),
+                lambda: migrate.cutover(kit, tolerance=1.0),
+                lambda: migrate.finalize(kit),
+            ):
+                time.sleep(0.2)
+                step()
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+    assert sum(answers.values()) > 20 and old != new
+    assert set(answers) <= {old, new} and () not in answers
+    assert answers.get(new, 0) > 0 and answers.get(old, 0) > 0
+
+
+def test_the_cli_runs_a_migration_end_to_end(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    corpus = make_corpus(tmp_path / "docs", n=12)
+    with open_with(tmp_path / "ws", models["a"]) as kit:
+        kit.ingest(corpus)
+    runner = CliRunner()
+    ws = ["-w", str(tmp_path / "ws")]
+    plan = runner.invoke(app, ["migrate", "plan", *ws, "--to", str(models["wide"]), "--json"])
+    assert plan.exit_code == 0, plan.output
+    assert json.loads(plan.output)["dims"] == [64, 96]
+    assert runner.invoke(app, ["migrate", "cutover", *ws]).exit_code == 1  # nothing open
+    started = runner.invoke(app, ["migrate", "start", *ws, "--to", str(models["flat"]), "-q"])
+    assert started.exit_code == 0, started.output
+    refused = runner.invoke(app, ["migrate", "cutover", *ws])
+    assert refused.exit_code == 4 and "worse" in refused.output
+    status = runner.invoke(app, ["migrate", "status", *ws, "--json"])
+    assert json.loads(status.output)["open"]["state"] == "ready"
+    assert runner.invoke(app, ["migrate", "abort", *ws]).exit_code == 0
+    assert runner.invoke(app, ["migrate", "--help"]).exit_code == 0
+
+
+CHILD = """
+import sys
+import ragkit
+from ragkit.pipelines import migrate
+with ragkit.open(sys.argv[1], create=False) as kit:
+    result = migrate.start(kit, to=sys.argv[2], chunking={"max_tokens": 24}, batch_chunks=6)
+    print("OK", result["state"])
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 mid-backfill, several times, then finish: the shadow equals one built without
+    interruption (same chunk ids, same vectors), doctor clean, the killed runs crashed."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    corpus = make_corpus(tmp_path / "docs", n=80)
+    for name in ("straight", "killed"):
+        with open_with(tmp_path / name, models["a"]) as kit:
+            kit.ingest(corpus)
+    command = [sys.executable, str(script), "", str(models["b"])]
+    started = time.monotonic()
+    command[2] = str(tmp_path / "straight")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "OK ready" in done.stdout, done.stderr
+    length = time.monotonic() - started
+    command[2] = str(tmp_path / "killed")
+    rng = random.Random(7)
+    killed = 0
+    for _ in range(6):
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # drawn within the measured run, past the process start, so most land in the backfill
+        time.sleep(rng.uniform(0.45, 0.95) * length)
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+            killed += 1
+        child.wait()
+    assert killed >= 3, f"only {killed} of 6 runs were still going when killed"
+    finish = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finish.returncode == 0 and "OK ready" in finish.stdout, finish.stderr
+    states = []
+    for name in ("straight", "killed"):
+        with ragkit.open(tmp_path / name, create=False) as kit:
+            migration = kit.store.open_migration("default")
+            assert migration.state == "ready" and kit.doctor().ok
+            states.append(shadow_state(kit, migration.target))
+            statuses = [r["status"] for r in kit.store.runs(limit=50, kind="migrate")]
+            if name == "killed":
+                assert statuses[0] == "ok" and "running" not in statuses
+    assert states[0][0] == states[1][0]
+    np.testing.assert_array_equal(states[0][1], states[1][1])
