@@ -18,6 +18,7 @@ _STAGES = {
     "stage:mining": "mining hard negatives from the workspace index",
     "stage:before": "scoring the current encoder on the held-out queries",
     "stage:train": "training",
+    "stage:sparse-train": "training the SPLADE model",
     "stage:select": "choosing among checkpoints, seeds and their soup",
     "stage:after": "encoding the corpus with the fine-tuned encoder and scoring it",
 }
@@ -123,25 +124,63 @@ def finetune_command(
     soup_method: Annotated[
         str, typer.Option(help="'uniform' (all checkpoints) or 'greedy' (only those that help).")
     ] = "uniform",
+    sparse: Annotated[
+        bool,
+        typer.Option(
+            "--sparse",
+            help="Fine-tune the SPLADE sparse channel instead of the dense encoder "
+            "(short for --channels sparse).",
+        ),
+    ] = False,
+    channels: Annotated[
+        str | None,
+        typer.Option(
+            help="Which channels learn: dense (default), sparse, or dense,sparse (both, on the "
+            "same pairs and negatives; hybrid after = both fine-tuned models)."
+        ),
+    ] = None,
+    sparse_model: Annotated[
+        str | None,
+        typer.Option(
+            help="The SPLADE model to fine-tune (name or folder; 'splade': the shipped one). "
+            "Default: the collection's sparse channel, which must then be SPLADE."
+        ),
+    ] = None,
+    sparse_lr: Annotated[float, typer.Option(help="SPLADE learning rate.")] = 2e-5,
+    query_regularizer: Annotated[
+        float, typer.Option(help="SPLADE: FLOPS weight on query vectors (sparsity).")
+    ] = 5e-5,
+    document_regularizer: Annotated[
+        float, typer.Option(help="SPLADE: FLOPS weight on document vectors (sparsity).")
+    ] = 3e-5,
+    sparse_name: Annotated[str | None, typer.Option(help="The SPLADE model's name.")] = None,
     output: Annotated[
         Path | None, typer.Option(help="Model folder (default: <workspace>/models/<name>).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Model name.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Fine-tune the workspace's dense encoder on its own corpus and show before/after metrics.
+    """Fine-tune the workspace's dense encoder and/or SPLADE model and show before/after metrics.
 
     Training pairs come from --pairs, from --dataset qrels, or are generated from the corpus
     (a sentence or heading of a chunk as the query, the rest as the passage). Hard negatives are
     mined from the workspace's own index. The model is saved with a model card and registered
     in the workspace; to search with it, set it as [encoder] model of a new workspace.
+
+    --sparse trains the SPLADE sparse channel instead (SpladeLoss: sparse InfoNCE + FLOPS) on
+    the same pairs and negatives, from --sparse-model or the collection's SPLADE channel (a BM25
+    channel has no model to train); it shares --epochs, --batch-size, --warmup,
+    --max-seq-length and --precision, and is used as [sparse] model of a new collection.
+    --channels dense,sparse trains both; the report shows dense, sparse and hybrid.
     """
     import ragkit
     from ragkit.pipelines.finetune import FinetuneConfig, finetune
     from ragkit.training import MiningConfig, TrainConfig
+    from ragkit.training.sparse_trainer import SparseTrainConfig
 
     try:
         seeds = tuple(seed or [0])
+        trained = _channels(channels, sparse=sparse, sparse_model=sparse_model)
         config = FinetuneConfig(
             pairs=pairs,
             dataset=dataset,
@@ -187,6 +226,19 @@ def finetune_command(
                 save_strategy=save_strategy,
                 save_steps=save_steps,
             ),
+            channels=trained,
+            sparse_model=sparse_model,
+            sparse_train=SparseTrainConfig(
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=sparse_lr,
+                warmup_ratio=warmup,
+                max_seq_length=max_seq_length,
+                precision=precision,
+                query_regularizer_weight=query_regularizer,
+                document_regularizer_weight=document_regularizer,
+            ),
+            sparse_name=sparse_name,
             output=output,
             name=name,
             seed=seeds[0],
@@ -203,6 +255,18 @@ def finetune_command(
         print_json(report.to_dict())
         return
     _render(report)
+
+
+def _channels(text: str | None, *, sparse: bool, sparse_model: str | None) -> tuple[str, ...]:
+    if text is None:
+        chosen: tuple[str, ...] = ("sparse",) if sparse else ("dense",)
+    else:
+        chosen = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+        if sparse and "sparse" not in chosen:
+            raise ConfigError(f"--sparse with --channels {text!r}: add sparse to --channels")
+    if sparse_model and "sparse" not in chosen:
+        raise ConfigError("--sparse-model names the SPLADE model to train: add --sparse")
+    return chosen
 
 
 def _dims(text: str | None) -> tuple[int, ...]:
@@ -259,13 +323,23 @@ def _render(report: Any) -> None:
             f"selection: {report.soup['chosen']} "
             f"(soup {report.soup['soup_score']}, best single {report.soup['best_single']})"
         )
-    console.print(f"model: {report.model_path}")
-    console.print(f"fingerprint: {report.fingerprint}")
+    for kind, model in (report.models or {"dense": None}).items():
+        path = model["path"] if model else report.model_path
+        fingerprint = model["fingerprint"] if model else report.fingerprint
+        console.print(f"{kind} model: {path}")
+        console.print(f"fingerprint: {fingerprint}")
     console.print(f"run: {report.run_dir}")
     if report.html:
         console.print(f"report: {report.html}")
     if report.registry:
-        console.print(
-            f"registered in {report.registry}; to search with it, set [encoder] model = "
-            f'"{report.model_path}" in a new workspace\'s ragkit.toml and ingest there'
-        )
+        console.print(f"registered in {report.registry}")
+        if "dense" in report.models:
+            console.print(
+                f'to search with it, set [encoder] model = "{report.models["dense"]["path"]}" '
+                "in a new workspace's ragkit.toml and ingest there"
+            )
+        if "sparse" in report.models:
+            console.print(
+                f'as a sparse channel: [sparse] model = "{report.models["sparse"]["path"]}" '
+                "for a new collection (or workspace), then ingest there"
+            )

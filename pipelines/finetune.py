@@ -1,10 +1,12 @@
-"""Fine-tune the workspace's dense encoder on its own corpus, and prove it helped.
+"""Fine-tune the workspace's dense encoder and/or its SPLADE model on its own corpus, and
+prove it helped.
 
-The job: training pairs (a file, BEIR qrels, or generated from the corpus) → a seeded held-out
-split when no evaluation set is given → hard negatives mined from the workspace's own index →
-training, one run per seed, checkpoints kept → checkpoint/seed soup, kept only if the dev metric
-agrees → the model folder with its card, registered in ``models/registry.json`` → before/after
-metrics on the held-out queries, the same procedure for both encoders.
+The job: training pairs and mined hard negatives (:mod:`ragkit.pipelines.finetune_data`, shared
+by both channels) → dense training, one run per seed, checkpoints kept → checkpoint/seed soup,
+kept only if the dev metric agrees → SPLADE training (:mod:`ragkit.pipelines.finetune_sparse`)
+→ each model folder with its card, registered in ``models/registry.json`` → before/after
+metrics (dense, sparse when SPLADE is trained, hybrid) on the held-out queries, the same
+procedure on both sides.
 """
 
 from __future__ import annotations
@@ -20,25 +22,16 @@ from ragkit.config import EncoderConfig
 from ragkit.encoders.dense import DenseEncoder
 from ragkit.encoders.registry import quiet_loading
 from ragkit.errors import ConfigError
-from ragkit.evaluation import load_beir
 from ragkit.evaluation.report import write_report
 from ragkit.pipelines._runner import job
-from ragkit.training.evaluator import RetrievalEvaluator, hard_subset
-from ragkit.training.mining import ChunkTable, MiningConfig, mine_hard_negatives
+from ragkit.pipelines.finetune_data import TrainingData, eval_chunks, prepare_data
+from ragkit.pipelines.finetune_select import choose_model, soup_info
+from ragkit.pipelines.finetune_sparse import sparse_base, train_sparse_channel
+from ragkit.training.evaluator import RetrievalEvaluator
+from ragkit.training.mining import ChunkTable, MiningConfig
 from ragkit.training.model_card import metrics_table, register_model, write_model_card
-from ragkit.training.pairs import (
-    Pair,
-    QueryGenerator,
-    generate_pairs,
-    load_pairs,
-    pairs_from_beir,
-    qrels_from_pairs,
-    sample_pairs,
-    split_pairs,
-    write_pairs,
-)
-from ragkit.training.soup import SoupDecision, select_soup
-from ragkit.training.teacher_filter import drop_false_negatives
+from ragkit.training.pairs import QueryGenerator
+from ragkit.training.sparse_trainer import SparseTrainConfig
 from ragkit.training.trainer import TrainConfig, train_encoder
 
 if TYPE_CHECKING:
@@ -47,7 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["FinetuneConfig", "FinetuneReport", "finetune"]
 
 ProgressCallback = Callable[[str, int], None]
-SELECTION_METRIC = "ndcg@10"
+CHANNELS = ("dense", "sparse")
+_MODEL_KEYS = ("name", "path", "fingerprint", "base_fingerprint", "base_model")
 
 
 @dataclass(kw_only=True)
@@ -78,6 +72,11 @@ class FinetuneConfig:
     # with a teacher: drop mined negatives it scores >= margin × the positive's score; None: off
     teacher_negative_margin: float | None = 0.95
     train: TrainConfig = field(default_factory=TrainConfig)
+    # which channels learn: ("dense",), ("sparse",) or both; they share pairs and negatives
+    channels: tuple[str, ...] = ("dense",)
+    sparse_model: str | None = None  # None: the collection's SPLADE channel
+    sparse_train: SparseTrainConfig = field(default_factory=SparseTrainConfig)
+    sparse_name: str | None = None
     # output
     output: str | Path | None = None
     name: str | None = None
@@ -101,6 +100,8 @@ class FinetuneReport:
     seconds: dict[str, float]
     registry: str | None = None
     html: str | None = None  # the before/after page (ragkit.evaluation.report)
+    channels: list[str] = field(default_factory=lambda: ["dense"])
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # per channel trained
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,108 +116,208 @@ def finetune(
     notify = progress or (lambda event, n: None)
     clock: dict[str, float] = {}
     started = time.perf_counter()
+    channels = _channels(config)
     config.train.validate()
+    config.sparse_train.validate()
     config.mining.validate()
+    base = kit.encoder
+    # Refused before any work: a BM25 collection has no SPLADE model to train.
+    splade = sparse_base(kit, config.sparse_model) if "sparse" in channels else None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = kit.root / "runs" / f"finetune-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    base = kit.encoder
     table = ChunkTable(kit, base)
-
-    notify("stage:pairs", 0)
-    pairs, source = _training_pairs(kit, config)
-    eval_queries, eval_qrels, eval_source, pairs = _evaluation_set(config, pairs)
-    train, rest = sample_pairs(pairs, config.max_train_pairs, seed=config.seed)
-    validation: list[Pair] = []
-    if _needs_selection(config):
-        if not rest and len({p.group for p in train}) >= 20:
-            train, rest = split_pairs(
-                train, fraction=0.1, max_queries=config.validation_queries, seed=config.seed + 2
-            )
-        validation = sample_pairs(rest, config.validation_queries, seed=config.seed)[0]
-    if not train:
-        raise ConfigError("no training pairs left after the held-out split")
-    write_pairs(train, run_dir / "train_pairs.jsonl")
-    clock["pairs"] = time.perf_counter() - started
-
     teacher = DenseEncoder.load(EncoderConfig(model=config.teacher)) if config.teacher else None
-    mining_summary = None
-    if config.mine and config.mining.num_negatives > 0:
-        notify("stage:mining", 0)
-        mark = time.perf_counter()
-        mined = mine_hard_negatives(
-            kit,
-            train,
-            config.mining,
-            cross_encoder=_cross_encoder(config.cross_encoder),
-            table=table,
-            progress=notify,
-        )
-        mined.write(run_dir / "negatives.jsonl")
-        train = mined.pairs
-        mining_summary = {**mined.summary(), "file": str(run_dir / "negatives.jsonl")}
-        if teacher is not None and config.teacher_negative_margin is not None:
-            train, dropped = drop_false_negatives(
-                train, teacher, margin=config.teacher_negative_margin
-            )
-            mining_summary["teacher_filter"] = dropped
-        clock["mining"] = time.perf_counter() - mark
+    data = prepare_data(
+        kit,
+        config,
+        table,
+        run_dir,
+        teacher=teacher,
+        cross_encoder=_cross_encoder(config.cross_encoder),
+        notify=notify,
+        clock=clock,
+    )
+    train, validation = data.train, data.validation
 
     notify("stage:before", 0)
     mark = time.perf_counter()
     evaluator = RetrievalEvaluator(
         kit,
-        eval_queries,
-        eval_qrels,
+        data.eval_queries,
+        data.eval_qrels,
         table=table,
-        chunk_ids=_eval_chunks(kit, table, eval_queries, eval_qrels, config),
+        chunk_ids=eval_chunks(kit, table, data.eval_queries, data.eval_qrels, config),
     )
-    before_runs = evaluator.runs(base)
+    before_runs = evaluator.runs(base, splade=splade)
     before = {mode: evaluator.score(run) for mode, run in before_runs.items()}
     clock["eval_before"] = time.perf_counter() - mark
 
-    mark = time.perf_counter()
-    runs = []
-    for seed in config.train.seeds:
-        notify("stage:train", seed)
-        runs.append(
-            train_encoder(
-                base,
-                train,
-                config.train,
-                run_dir / "checkpoints" / f"seed-{seed}",
-                seed=seed,
-                teacher=teacher,
-                progress=notify,
-            )
-        )
-    clock["train"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    model, decision = _choose(kit, base, runs, validation, table, config, notify)
-    clock["select"] = time.perf_counter() - mark
-
+    tuned, runs, decision = base, [], None
     name = config.name or f"{_slug(base.name)}-ft-{stamp}"
     output = Path(config.output) if config.output else kit.root / "models" / name
-    model.prompts = {
-        **(getattr(model, "prompts", None) or {}),
-        "query": base.query_prompt,
-        "document": base.document_prompt,
-    }
-    with quiet_loading():
-        model.save(str(output), create_model_card=False)
-    tuned = DenseEncoder.load(base.config_for(str(output)))
+    if "dense" in channels:
+        mark = time.perf_counter()
+        for seed in config.train.seeds:
+            notify("stage:train", seed)
+            runs.append(
+                train_encoder(
+                    base,
+                    train,
+                    config.train,
+                    run_dir / "checkpoints" / f"seed-{seed}",
+                    seed=seed,
+                    teacher=teacher,
+                    progress=notify,
+                )
+            )
+        clock["train"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        model, decision = choose_model(kit, base, runs, validation, table, config, notify)
+        clock["select"] = time.perf_counter() - mark
+        model.prompts = {
+            **(getattr(model, "prompts", None) or {}),
+            "query": base.query_prompt,
+            "document": base.document_prompt,
+        }
+        with quiet_loading():
+            model.save(str(output), create_model_card=False)
+        tuned = DenseEncoder.load(base.config_for(str(output)))
+    sparse_model = None
+    if splade is not None:
+        mark = time.perf_counter()
+        sparse_name = config.sparse_name or f"{_slug(splade.name, 'splade')}-ft-{stamp}"
+        sparse_model = train_sparse_channel(
+            splade,
+            train,
+            config.sparse_train,
+            run_dir=run_dir,
+            output=kit.root / "models" / sparse_name
+            if "dense" in channels or not config.output
+            else Path(config.output),
+            name=sparse_name,
+            seed=config.seed,
+            notify=notify,
+        )
+        clock["sparse_train"] = time.perf_counter() - mark
 
     notify("stage:after", 0)
     mark = time.perf_counter()
     cache: list[Any] = []
-    after_runs = evaluator.runs(tuned, on_vectors=lambda ids, v: cache.append((ids, v)))
+    blobs: list[Any] = []
+    after_runs = evaluator.runs(
+        tuned,
+        on_vectors=(lambda ids, v: cache.append((ids, v))) if runs else None,
+        splade=sparse_model.encoder if sparse_model else None,
+        on_sparse_vectors=lambda hashes, b: blobs.append((hashes, b)),
+    )
     after = {mode: evaluator.score(run) for mode, run in after_runs.items()}
     clock["eval_after"] = time.perf_counter() - mark
     clock["total"] = time.perf_counter() - started
     metrics = {"before": before, "after": after}
 
-    info = {
+    entries: dict[str, dict[str, Any]] = {}
+    if runs:
+        info = _dense_info(kit, config, base, tuned, name, output, data, evaluator, runs, clock)
+        info |= {"soup": soup_info(decision), "metrics": metrics}
+        write_model_card(output, info)
+        entry = {key: info[key] for key in ("name", "path", "fingerprint", "base_model")}
+        entries["dense"] = entry | {
+            "kind": "dense",
+            "base_fingerprint": info["base_fingerprint"],
+            "encoder": {
+                "model": str(output),
+                "query_prompt": base.query_prompt,
+                "document_prompt": base.document_prompt,
+                "truncate_dim": base.truncate_dim,
+            },
+            "metrics": metrics,
+            "run_dir": str(run_dir),
+        }
+    if sparse_model is not None:
+        write_model_card(sparse_model.path, sparse_model.describe(kit, data, metrics))
+        entries["sparse"] = sparse_model.registry_entry(run_dir, metrics)
+    registry = None
+    # The registry and the embedding cache are shared with other writers: a job of its own.
+    params = {"name": name, "base_model": base.name, "channels": list(channels)}
+    params |= {"register": config.register, "cache_vectors": config.cache_vectors}
+    with job(kit, "finetune", params, wait=120) as run:
+        cached = 0
+        if config.cache_vectors:
+            with kit.store.transaction():
+                for ids, vectors in cache:
+                    hashes = [table.text_hash[c] for c in ids]
+                    kit.store.cache_vectors(hashes, tuned.fingerprint["id"], vectors)
+                    cached += len(ids)
+                for hashes, rows in blobs:
+                    kit.store.cache_blobs(hashes, sparse_model.encoder.fingerprint["id"], rows)
+                    cached += len(hashes)
+        if config.register:
+            for entry in entries.values():
+                registry = str(register_model(kit.root, entry))
+        fingerprints = {kind: e["fingerprint"] for kind, e in entries.items()}
+        run.outcome(True, {"fingerprints": fingerprints, "vectors_cached": cached})
+    first = entries["dense" if runs else "sparse"]
+    report = FinetuneReport(
+        model_path=first["path"],
+        fingerprint=first["fingerprint"],
+        base_fingerprint=first["base_fingerprint"],
+        run_dir=str(run_dir),
+        train_pairs=len(train),
+        eval_queries=len(evaluator.qids),
+        eval_source=data.eval_source,
+        metrics=metrics,
+        mining=data.mining,
+        soup=soup_info(decision),
+        seconds={k: round(v, 2) for k, v in clock.items()},
+        registry=registry,
+        channels=list(channels),
+        models={kind: {k: e[k] for k in _MODEL_KEYS} for kind, e in entries.items()},
+    )
+    report.html = str(
+        write_report(
+            run_dir / "report.html",
+            f"ragkit finetune · {' + '.join(e['name'] for e in entries.values())}",
+            [
+                *evaluator.report_runs("before", before_runs),
+                *evaluator.report_runs("after", after_runs),
+            ],
+            queries=data.eval_queries,
+            qrels=data.eval_qrels,
+            subtitle=" · ".join(f"{e['base_model']} → {e['path']}" for e in entries.values())
+            + f" · {data.eval_source} · {len(evaluator.qids)} queries · "
+            f"{len(evaluator.chunks)} chunks",
+        )
+    )
+    (run_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    return report
+
+
+def _channels(config: FinetuneConfig) -> tuple[str, ...]:
+    channels = tuple(dict.fromkeys(c.strip().lower() for c in config.channels if c.strip()))
+    unknown = [c for c in channels if c not in CHANNELS]
+    if unknown or not channels:
+        raise ConfigError(
+            f"channels {list(config.channels)!r}: fine-tune 'dense', 'sparse' or both "
+            "(e.g. --channels dense,sparse)"
+        )
+    return channels
+
+
+def _dense_info(
+    kit: Workspace,
+    config: FinetuneConfig,
+    base: DenseEncoder,
+    tuned: DenseEncoder,
+    name: str,
+    output: Path,
+    data: TrainingData,
+    evaluator: RetrievalEvaluator,
+    runs: list[Any],
+    clock: dict[str, float],
+) -> dict[str, Any]:
+    mining = data.mining
+    return {
         "name": name,
         "path": str(output),
         "workspace": str(kit.root),
@@ -226,14 +327,14 @@ def finetune(
         "query_prompt": base.query_prompt,
         "document_prompt": base.document_prompt,
         "data": {
-            "source": source,
-            "train pairs": len(train),
-            "validation queries": len({p.group for p in validation}),
-            "evaluation": eval_source,
+            "source": data.source,
+            "train pairs": len(data.train),
+            "validation queries": len({p.group for p in data.validation}),
+            "evaluation": data.eval_source,
             "evaluation queries": len(evaluator.qids),
             "evaluation corpus chunks": len(evaluator.chunks),
         },
-        "mining": mining_summary["config"] | mining_summary["stats"] if mining_summary else {},
+        "mining": mining["config"] | mining["stats"] if mining else {},
         "training": {
             **{k: v for k, v in asdict(config.train).items()},
             "steps": [r.steps for r in runs],
@@ -242,181 +343,6 @@ def finetune(
             "teacher": config.teacher,
         },
         "loss": runs[0].loss,
-        "soup": _soup_info(decision),
-        "metrics": metrics,
-    }
-    write_model_card(output, info)
-    registry = None
-    # The registry and the embedding cache are shared with other writers: a job of its own.
-    params = {"name": name, "base_model": base.name, "output": str(output)}
-    params |= {"register": config.register, "cache_vectors": config.cache_vectors}
-    with job(kit, "finetune", params, wait=120) as run:
-        if config.cache_vectors:
-            with kit.store.transaction():
-                for ids, vectors in cache:
-                    hashes = [table.text_hash[c] for c in ids]
-                    kit.store.cache_vectors(hashes, tuned.fingerprint["id"], vectors)
-        if config.register:
-            entry = {key: info[key] for key in ("name", "path", "fingerprint", "base_model")}
-            entry |= {
-                "base_fingerprint": info["base_fingerprint"],
-                "encoder": {
-                    "model": str(output),
-                    "query_prompt": base.query_prompt,
-                    "document_prompt": base.document_prompt,
-                    "truncate_dim": base.truncate_dim,
-                },
-                "metrics": metrics,
-                "run_dir": str(run_dir),
-            }
-            registry = str(register_model(kit.root, entry))
-        cached = sum(len(ids) for ids, _ in cache) if config.cache_vectors else 0
-        run.outcome(True, {"fingerprint": tuned.fingerprint["id"], "vectors_cached": cached})
-    report = FinetuneReport(
-        model_path=str(output),
-        fingerprint=tuned.fingerprint["id"],
-        base_fingerprint=base.fingerprint["id"],
-        run_dir=str(run_dir),
-        train_pairs=len(train),
-        eval_queries=len(evaluator.qids),
-        eval_source=eval_source,
-        metrics=metrics,
-        mining=mining_summary,
-        soup=_soup_info(decision),
-        seconds={k: round(v, 2) for k, v in clock.items()},
-        registry=registry,
-    )
-    report.html = str(
-        write_report(
-            run_dir / "report.html",
-            f"ragkit finetune · {name}",
-            [
-                *evaluator.report_runs("before", before_runs),
-                *evaluator.report_runs("after", after_runs),
-            ],
-            queries=eval_queries,
-            qrels=eval_qrels,
-            subtitle=f"{base.name} → {output} · {eval_source} · {len(evaluator.qids)} queries · "
-            f"{len(evaluator.chunks)} chunks",
-        )
-    )
-    (run_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
-    return report
-
-
-# -- data --------------------------------------------------------------------------------------
-def _training_pairs(kit: Workspace, config: FinetuneConfig) -> tuple[list[Pair], str]:
-    if config.pairs is not None and config.dataset is not None:
-        raise ConfigError("give either a pairs file or a BEIR dataset for training, not both")
-    if config.pairs is not None:
-        return load_pairs(config.pairs), f"pairs file {config.pairs}"
-    if config.dataset is not None:
-        data = load_beir(config.dataset, config.split)
-        return pairs_from_beir(data), f"BEIR {config.dataset} split {config.split}"
-    pairs = generate_pairs(
-        kit, generator=config.generator, max_chunks=config.generate_max_chunks, seed=config.seed
-    )
-    how = (
-        "inverse cloze"
-        if config.generator is None
-        else getattr(config.generator, "__name__", type(config.generator).__name__)
-    )
-    return pairs, f"generated from the workspace ({how})"
-
-
-def _evaluation_set(
-    config: FinetuneConfig, pairs: list[Pair]
-) -> tuple[dict[str, str], dict[str, dict[str, int]], str, list[Pair]]:
-    if config.eval_dataset is not None:
-        data = load_beir(config.eval_dataset, config.eval_split)
-        queries = {q: t for q, t in data.queries.items() if q in data.qrels}
-        # The same query text on both sides would measure memorisation, not retrieval.
-        seen = set(queries.values())
-        kept = [p for p in pairs if p.query not in seen]
-        return queries, data.qrels, f"BEIR {config.eval_dataset} split {config.eval_split}", kept
-    if not any(p.positive_doc for p in pairs):
-        raise ConfigError(
-            "the pairs name no positive document (positive_doc), so held-out queries cannot be "
-            "judged; add a positive_doc column or give --eval-dataset"
-        )
-    train, held = split_pairs(
-        pairs,
-        fraction=config.holdout_fraction,
-        max_queries=config.max_holdout_queries,
-        seed=config.seed,
-    )
-    queries, qrels = qrels_from_pairs(held)
-    return queries, qrels, f"held out {len(queries)} queries (seed {config.seed})", train
-
-
-def _needs_selection(config: FinetuneConfig) -> bool:
-    """Whether training will leave more than one candidate model to choose from."""
-    train = config.train
-    several = len(train.seeds) > 1 or train.save_strategy == "steps" or train.epochs > 1
-    return config.select and several
-
-
-def _eval_chunks(
-    kit: Workspace,
-    table: ChunkTable,
-    queries: dict[str, str],
-    qrels: dict[str, dict[str, int]],
-    config: FinetuneConfig,
-) -> list[int] | None:
-    if config.eval_max_chunks is None:
-        return None
-    texts = list(queries.values())
-    return hard_subset(kit, table, texts, qrels, size=config.eval_max_chunks, seed=config.seed)
-
-
-# -- selection ---------------------------------------------------------------------------------
-def _choose(
-    kit: Workspace,
-    base: DenseEncoder,
-    runs: list[Any],
-    validation: list[Pair],
-    table: ChunkTable,
-    config: FinetuneConfig,
-    notify: ProgressCallback,
-) -> tuple[Any, SoupDecision | None]:
-    """The final model of a single run, or the best of checkpoints, seeds and their soup."""
-    from sentence_transformers import SentenceTransformer
-
-    candidates: dict[str, Any] = {}
-    for run in runs:
-        for checkpoint in run.checkpoints:
-            if int(checkpoint.name.rsplit("-", 1)[-1]) >= run.steps:
-                continue  # the last checkpoint is the final model, already in memory
-            with quiet_loading():
-                model = SentenceTransformer(str(checkpoint), device=str(run.model.device))
-            candidates[f"seed-{run.seed}/{checkpoint.name}"] = model
-        candidates[f"seed-{run.seed}/final"] = run.model
-    if len(candidates) == 1 or not config.select or not validation:
-        return runs[-1].model, None
-    queries, qrels = qrels_from_pairs(validation)
-    if not queries:
-        return runs[-1].model, None
-    notify("stage:select", len(candidates))
-    texts = list(queries.values())
-    chunks = hard_subset(kit, table, texts, qrels, size=config.selection_chunks, seed=config.seed)
-    evaluator = RetrievalEvaluator(kit, queries, qrels, table=table, chunk_ids=chunks)
-
-    def score(model: Any) -> float:
-        return evaluator.dense_score(base.sibling(model, name="candidate"))[SELECTION_METRIC]
-
-    return select_soup(candidates, score, method=config.soup_method)
-
-
-def _soup_info(decision: SoupDecision | None) -> dict[str, Any] | None:
-    if decision is None:
-        return None
-    return {
-        "metric": f"dense {SELECTION_METRIC} on validation queries",
-        "chosen": decision.chosen,
-        "scores": {k: round(v, 4) for k, v in decision.scores.items()},
-        "soup_score": None if decision.soup_score is None else round(decision.soup_score, 4),
-        "best_single": decision.best_single,
-        "ingredients": decision.ingredients,
     }
 
 
@@ -428,6 +354,6 @@ def _cross_encoder(value: Any) -> Any:
     return CrossEncoder(value)
 
 
-def _slug(name: str) -> str:
-    tail = Path(name).name if name != "default" else "all-MiniLM-L6-v2"
+def _slug(name: str, default: str = "all-MiniLM-L6-v2") -> str:
+    tail = Path(name).name if name != "default" else default
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail)[:40] or "encoder"

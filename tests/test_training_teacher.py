@@ -15,7 +15,7 @@ from ragkit.encoders.registry import TEACHER_PARTS, resolve_model_path, resolve_
 from ragkit.errors import MissingDependencyError
 from ragkit.training import Pair
 from ragkit.training.teacher_filter import drop_false_negatives
-from ragkit.training.trainer import _dataset
+from ragkit.training.trainer import dataset_from_pairs
 from tests.conftest import build_tiny_model
 from tests.test_training_pipeline import synthetic  # noqa: F401  (a fixture)
 
@@ -55,7 +55,7 @@ def test_rows_a_teacher_left_short_borrow_negatives() -> None:
         Pair("q2", "p2", ("c",)),
         Pair("q3", "p3", ("d", "e")),
     ]
-    dataset, columns = _dataset(pairs, None)
+    dataset, columns = dataset_from_pairs(pairs, None)
     assert columns == ["anchor", "positive", "negative_1", "negative_2"]
     assert dataset["negative_1"] == ["a", "c", "d"]
     assert dataset["negative_2"] == ["b", "d", "e"]  # q2 borrowed q3's first negative

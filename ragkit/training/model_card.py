@@ -21,10 +21,12 @@ REGISTRY = Path("models") / "registry.json"
 
 def render_model_card(info: Mapping[str, Any]) -> str:
     metrics = info.get("metrics", {})
+    sparse = info.get("kind") == "sparse"
+    tags = "sparse-encoder, splade" if sparse else "sentence-similarity"
     lines = [
         "---",
         "library_name: sentence-transformers",
-        "tags: [sentence-transformers, sentence-similarity, ragkit]",
+        f"tags: [sentence-transformers, {tags}, ragkit]",
         f"base_model: {json.dumps(str(info.get('base_model', '')))}",
         "---",
         "",
@@ -62,16 +64,27 @@ def render_model_card(info: Mapping[str, Any]) -> str:
         "",
         "## Use",
         "",
-        "A workspace encodes with one model: set it in a new workspace's ragkit.toml and",
-        "ingest there (a workspace built with another encoder refuses it).",
+        *_use(sparse),
         "",
         "```toml",
-        "[encoder]",
+        "[sparse]" if sparse else "[encoder]",
         f"model = {json.dumps(str(info.get('path', '<this folder>')))}",
         "```",
         "",
     ]
     return "\n".join(lines)
+
+
+def _use(sparse: bool) -> list[str]:
+    if sparse:
+        return [
+            "The sparse channel of a new collection (or of a new workspace's ragkit.toml);",
+            "its SPLADE vectors are built when the collection is ingested.",
+        ]
+    return [
+        "A workspace encodes with one model: set it in a new workspace's ragkit.toml and",
+        "ingest there (a workspace built with another encoder refuses it).",
+    ]
 
 
 def metrics_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[str]:

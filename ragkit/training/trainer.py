@@ -23,7 +23,14 @@ from ragkit.training.pairs import Pair
 if TYPE_CHECKING:
     from ragkit.encoders.dense import DenseEncoder
 
-__all__ = ["TrainConfig", "TrainRun", "describe_loss", "train_encoder"]
+__all__ = [
+    "TrainConfig",
+    "TrainRun",
+    "dataset_from_pairs",
+    "describe_loss",
+    "progress_callback",
+    "train_encoder",
+]
 
 ProgressCallback = Callable[[str, int], None]
 
@@ -138,7 +145,7 @@ def train_encoder(
     needs_labels = teacher is not None and (
         config.teacher_guided or (config.distillation != "none" and config.distillation_weight > 0)
     )
-    dataset, columns = _dataset(pairs, teacher if needs_labels else None)
+    dataset, columns = dataset_from_pairs(pairs, teacher if needs_labels else None)
     prompts = {
         column: (base.query_prompt if column == "anchor" else base.document_prompt)
         for column in columns
@@ -176,7 +183,7 @@ def train_encoder(
     trainer = Trainer(model=model, args=args, train_dataset=dataset, loss=loss)
     trainer.remove_callback(PrinterCallback)
     if progress is not None:
-        trainer.add_callback(_progress_callback(progress, TrainerCallback))
+        trainer.add_callback(progress_callback(progress, TrainerCallback))
     started = time.perf_counter()
     with quiet_loading():  # transformers' per-save progress bars; ragkit reports progress
         result = trainer.train()
@@ -213,7 +220,10 @@ def _set_max_length(model: Any, value: int | None) -> None:
         model.max_seq_length = value
 
 
-def _dataset(pairs: Sequence[Pair], teacher: DenseEncoder | None) -> tuple[Any, list[str]]:
+def dataset_from_pairs(
+    pairs: Sequence[Pair], teacher: DenseEncoder | None
+) -> tuple[Any, list[str]]:
+    """The (anchor, positive, negative_1..n[, label]) columns both trainers read."""
     from datasets import Dataset
 
     if not pairs:
@@ -253,12 +263,14 @@ def _filled(pairs: Sequence[Pair], row: int, count: int) -> tuple[str, ...]:
     return own
 
 
-def _progress_callback(progress: ProgressCallback, base: type) -> Any:
+def progress_callback(progress: ProgressCallback, base: type, *, kind: str = "train") -> Any:
+    """A trainer callback reporting ``<kind>_total`` once, then ``<kind>`` after each step."""
+
     class Progress(base):  # type: ignore[misc, valid-type]
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            progress("train_total", int(state.max_steps))
+            progress(f"{kind}_total", int(state.max_steps))
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            progress("train", 1)
+            progress(kind, 1)
 
     return Progress()

@@ -1,0 +1,76 @@
+"""Choosing the dense model among checkpoints, seeds and their soup, on validation queries.
+
+The validation queries are taken from the training pairs (never the held-out evaluation set),
+and scored over a hard corpus sample, so choosing costs little beside training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ragkit.encoders.registry import quiet_loading
+from ragkit.training.evaluator import RetrievalEvaluator, hard_subset
+from ragkit.training.mining import ChunkTable
+from ragkit.training.pairs import Pair, qrels_from_pairs
+from ragkit.training.soup import SoupDecision, select_soup
+
+if TYPE_CHECKING:
+    from ragkit.encoders.dense import DenseEncoder
+    from ragkit.pipelines.finetune import FinetuneConfig
+    from ragkit.workspace import Workspace
+
+__all__ = ["SELECTION_METRIC", "choose_model", "soup_info"]
+
+ProgressCallback = Callable[[str, int], None]
+SELECTION_METRIC = "ndcg@10"
+
+
+def choose_model(
+    kit: Workspace,
+    base: DenseEncoder,
+    runs: list[Any],
+    validation: list[Pair],
+    table: ChunkTable,
+    config: FinetuneConfig,
+    notify: ProgressCallback,
+) -> tuple[Any, SoupDecision | None]:
+    """The final model of a single run, or the best of checkpoints, seeds and their soup."""
+    from sentence_transformers import SentenceTransformer
+
+    candidates: dict[str, Any] = {}
+    for run in runs:
+        for checkpoint in run.checkpoints:
+            if int(checkpoint.name.rsplit("-", 1)[-1]) >= run.steps:
+                continue  # the last checkpoint is the final model, already in memory
+            with quiet_loading():
+                model = SentenceTransformer(str(checkpoint), device=str(run.model.device))
+            candidates[f"seed-{run.seed}/{checkpoint.name}"] = model
+        candidates[f"seed-{run.seed}/final"] = run.model
+    if len(candidates) == 1 or not config.select or not validation:
+        return runs[-1].model, None
+    queries, qrels = qrels_from_pairs(validation)
+    if not queries:
+        return runs[-1].model, None
+    notify("stage:select", len(candidates))
+    texts = list(queries.values())
+    chunks = hard_subset(kit, table, texts, qrels, size=config.selection_chunks, seed=config.seed)
+    evaluator = RetrievalEvaluator(kit, queries, qrels, table=table, chunk_ids=chunks)
+
+    def score(model: Any) -> float:
+        return evaluator.dense_score(base.sibling(model, name="candidate"))[SELECTION_METRIC]
+
+    return select_soup(candidates, score, method=config.soup_method)
+
+
+def soup_info(decision: SoupDecision | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    return {
+        "metric": f"dense {SELECTION_METRIC} on validation queries",
+        "chosen": decision.chosen,
+        "scores": {k: round(v, 4) for k, v in decision.scores.items()},
+        "soup_score": None if decision.soup_score is None else round(decision.soup_score, 4),
+        "best_single": decision.best_single,
+        "ingredients": decision.ingredients,
+    }
