@@ -265,7 +265,7 @@ class Drift:
 
 MIGRATION_HINT = (
     "the collection keeps its own settings; revert the edit, or move to the new settings "
-    "with a migration (planned for a later release)"
+    "with `ragkit migrate start` (`ragkit migrate plan` shows what it changes)"
 )
 
 

@@ -171,7 +171,7 @@ def test_a_toml_edit_is_reported_field_by_field_and_never_applied(
     assert shown.exit_code == 0, shown.output
     for field in ("encoder.model", "chunking.max_tokens", "index.kind", "sparse.model"):
         assert field in shown.output
-    assert "planned for a later release" in " ".join(shown.output.split())
+    assert "ragkit migrate start" in " ".join(shown.output.split())
     listed = runner.invoke(app, ["collections", "-w", str(tmp_path / "ws"), "--json"])
     (entry,) = json.loads(listed.output)
     assert entry["state"] == "live" and entry["aliases"] == ["default"] and entry["chunks"] == 4

@@ -266,7 +266,7 @@ def test_a_sparse_channel_switched_on_in_ragkit_toml_is_reported_as_drift_not_bu
     check = report.collections[0].check(SETTINGS)
     assert check is not None and check.status == DRIFT
     assert "sparse.model: the collection has 'none', ragkit.toml says 'bm25'" in check.detail
-    assert "with a migration (planned for a later release)" in check.detail
+    assert "ragkit migrate start" in check.detail
     repaired = workspace.doctor(repair=True)
     assert repaired.repaired == [] and workspace.collection().record.sparse_fp == ""
     with pytest.raises(ConfigError, match="needs a sparse index"):
