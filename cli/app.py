@@ -13,6 +13,7 @@ from ragkit.cli import (
     finetune,
     ingest,
     migrate,
+    migrate_moves,  # noqa: F401  (registers cutover, rollback, ... on migrate.app)
     query,
     reindex,
     runs,

@@ -24,17 +24,25 @@ from ragkit.pipelines import migrate
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny encoders on disk over one vocabulary: a (64-d), b (64-d, other weights), wide
-    (96-d), and flat, whose every word has the same vector (it cannot rank anything)."""
+    (96-d), flat, whose every word has the same vector (it cannot rank anything), and turned:
+    a's vectors rotated."""
     root = tmp_path_factory.mktemp("models")
     out = {}
-    for name, dim, seed in (("a", 64, 0), ("b", 64, 1), ("wide", 96, 2), ("flat", 64, 3)):
-        model = build_tiny_model(dim=dim, seed=seed)
-        if name == "flat":
-            import torch
+    import torch
 
-            with torch.no_grad():
-                weights = model[0].embedding.weight
+    for name, dim, seed in (
+        ("a", 64, 0), ("b", 64, 1), ("wide", 96, 2), ("flat", 64, 3), ("turned", 64, 0)
+    ):  # fmt: skip
+        model = build_tiny_model(dim=dim, seed=seed)
+        with torch.no_grad():
+            weights = model[0].embedding.weight
+            if name == "flat":
                 weights.copy_(weights[2].expand_as(weights))
+            if name == "turned":  # a's space, rotated: an orthogonal map recovers it exactly
+                rotation, _ = torch.linalg.qr(
+                    torch.randn(dim, dim, generator=torch.Generator().manual_seed(5))
+                )
+                weights.copy_(weights @ rotation)
         model.save(str(root / name))
         out[name] = root / name
     return out
@@ -343,3 +351,30 @@ def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) ->
                 assert statuses[0] == "ok" and "running" not in statuses
     assert states[0][0] == states[1][0]
     np.testing.assert_array_equal(states[0][1], states[1][1])
+
+
+def test_a_query_adapter_serves_when_the_old_model_is_gone(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    corpus = make_corpus(tmp_path / "docs", n=80)
+    old_model = tmp_path / "old-model"
+    shutil.copytree(models["a"], old_model)
+    with open_with(tmp_path / "ws", old_model) as kit:
+        kit.ingest(corpus)
+        expected = [h.chunk_id for h in kit.query("title alpha", k=5, mode="dense")]
+        migrate.start(kit, to=str(models["turned"]), batch_chunks=8, max_batches=6)
+        # a map of too low a rank loses the ranking: measured and refused, with the figure
+        with pytest.raises(MigrationRefusedError, match=r"recall@10 0\.\d+"):
+            migrate.fit_query_adapter(kit, kind="lowrank", serve=True, queries=40)
+        assert kit.store.open_migration("default").adapter["serving"] is False
+        info = migrate.fit_query_adapter(kit, kind="procrustes", serve=True, queries=40)
+        assert info["serving"] and info["recall_at_10"] >= 0.95
+        assert info["fit_pairs"] >= 20 and info["held_out_queries"] >= 20
+    shutil.rmtree(old_model)  # the provider switched the old model off
+    with ragkit.open(tmp_path / "ws", create=False) as kit:
+        served = [h.chunk_id for h in kit.query("title alpha", k=5, mode="dense")]
+        assert served == expected  # the new model's queries, mapped into the old space
+        assert kit.query("title alpha", k=5)  # hybrid too: the sparse channel is unchanged
+        migrate.stop_adapter(kit)
+        with pytest.raises(Exception, match="old-model"):
+            kit.query("title alpha", k=5, mode="dense")

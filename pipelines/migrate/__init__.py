@@ -4,16 +4,9 @@ cutover, rollback, finalize. See docs/migrate.md."""
 
 from ragkit.pipelines.migrate.adapter import fit_query_adapter, stop_adapter
 from ragkit.pipelines.migrate.gate import GateResult, evaluate_gate
-from ragkit.pipelines.migrate.lifecycle import (
-    abort,
-    cutover,
-    finalize,
-    migration_status,
-    plan_migration,
-    rollback,
-    start,
-)
+from ragkit.pipelines.migrate.lifecycle import abort, cutover, finalize, rollback
 from ragkit.pipelines.migrate.plan import MigrationPlan
+from ragkit.pipelines.migrate.start import migration_status, plan_migration, start
 
 __all__ = [
     "GateResult",
