@@ -378,3 +378,87 @@ def test_a_query_adapter_serves_when_the_old_model_is_gone(tmp_path, models) -> 
         migrate.stop_adapter(kit)
         with pytest.raises(Exception, match="old-model"):
             kit.query("title alpha", k=5, mode="dense")
+
+
+@pytest.mark.parametrize(
+    ("change", "expect"),
+    [
+        ({"index": {"kind": "hnsw"}}, "index.kind"),
+        ({"index": {"kind": "int8"}}, "index.kind"),
+        ({"index": {"backend": "qdrant"}}, "index.backend"),
+        ({"sparse": "splade"}, "sparse"),
+        ({"sparse": "none"}, "sparse"),
+    ],
+    ids=["flat-to-hnsw", "flat-to-int8", "faiss-to-qdrant", "bm25-to-splade", "bm25-to-none"],
+)
+def test_index_kind_backend_and_sparse_channel_migrate_with_edits_meanwhile(
+    tmp_path, models, change, expect
+) -> None:  # type: ignore[no-untyped-def]
+    """The same encoder (every vector from the cache) onto another index kind, backend or
+    sparse channel, with a delete, an update and an add between two backfill batches: HNSW and
+    trained kinds rebuild from the part of the cache the shadow has so far."""
+    corpus = make_corpus(tmp_path / "docs", n=24)
+    with open_with(tmp_path / "ws", models["a"]) as kit:
+        kit.ingest(corpus)
+        plan = migrate.plan_migration(kit, **change)
+        assert expect in {c.field for c in plan.changes} and plan.to_encode == 0
+        first = migrate.start(kit, batch_chunks=6, max_batches=1, **change)
+        assert first["state"] == "backfilling" and first["encoded"] == 0
+        (corpus / "doc003.md").unlink()
+        (corpus / "doc020.md").unlink()
+        write(corpus / "doc001.md", "# changed\n\nquartz zebra quartz zebra.\n")
+        write(corpus / "extra.md", "# extra\n\nmaple quartz maple.\n")
+        kit.ingest(corpus)
+        assert kit.doctor().ok
+        result = migrate.start(kit, batch_chunks=6)
+        assert result["state"] == "ready"
+        report = kit.doctor()
+        assert report.ok, report.to_dict()
+        shadow = kit.collection(result["target"])
+        stored = kit.store.all_chunk_ids(shadow.chunking_fp).tolist()
+        assert shadow_state(kit, shadow.name)[0] == stored
+        rows = kit.store.chunk_rows(stored).values()
+        uris = {row["uri"].rsplit("/", 1)[-1] for row in rows}
+        assert "extra.md" in uris and not uris & {"doc003.md", "doc020.md"}
+        assert any(row["text"].startswith("quartz zebra") for row in rows)
+        assert len(kit.query("title alpha", k=3, collection=shadow.name)) == 3
+        migrate.cutover(kit, tolerance=1.0)
+        assert kit.collection().name == shadow.name
+        modes = kit.available_modes()
+        assert ("hybrid" in modes) == (change.get("sparse") != "none")
+        assert kit.doctor().ok
+
+
+def test_to_names_a_registered_model_a_preset_or_a_served_model(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.pipelines.migrate.target import resolve_target
+    from ragkit.training.model_card import register_model
+
+    corpus = make_corpus(tmp_path / "docs", n=6)
+    with open_with(tmp_path / "ws", models["a"]) as kit:
+        kit.ingest(corpus)
+        register_model(
+            kit.root,
+            {
+                "name": "tuned",
+                "path": str(models["b"]),
+                "encoder": {"model": str(models["b"]), "query_prompt": "q: "},
+            },
+        )
+        source = kit.collection()
+        tuned = resolve_target(kit, source, "tuned").encoder
+        assert (tuned.model, tuned.query_prompt) == (str(models["b"]), "q: ")
+        assert (
+            resolve_target(kit, source, "gemini-embedding-001").encoder.preset
+            == "gemini-embedding-001"
+        )
+        served = resolve_target(kit, source, "openai:text-embedding-3-small").encoder
+        assert (served.provider, served.model) == ("openai", "text-embedding-3-small")
+        plain = resolve_target(
+            kit, source, str(models["wide"]), index={"kind": "hnsw", "hnsw_m": "16"}
+        )
+        assert plain.encoder.provider == "sentence-transformers" and plain.index.hnsw_m == 16
+        with pytest.raises(Exception, match="no nonsense"):
+            resolve_target(kit, source, None, index={"nonsense": 1})
+        plan = migrate.plan_migration(kit, to="tuned")
+        assert plan.target_described == "tuned" and plan.dims == (64, 64)
+        assert any(c.field == "encoder.query_prompt" for c in plan.changes)

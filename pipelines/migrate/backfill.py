@@ -37,6 +37,7 @@ from ragkit.documents import Chunk
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import WorkspaceError
 from ragkit.indexes import close_index
+from ragkit.indexes.base import Closeable
 from ragkit.pipelines._runner import Job
 from ragkit.store_migrations import MigrationRecord
 from ragkit.workspace import Workspace
@@ -113,6 +114,10 @@ class Backfill:
         started = time.perf_counter()
         try:
             while self.max_batches is None or batches < self.max_batches:
+                if self.writer is not None and isinstance(self.writer.index, Closeable):
+                    # an embedded Qdrant folder admits one process: let an ingest open it
+                    close_index(self.writer.index)
+                    self.writer = None
                 with self.run.unlocked():
                     batch = self._prepare(cursor)
                 if batch is None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ragkit.collection import Collection
 from ragkit.errors import WorkspaceError
-from ragkit.indexes import close_index
 from ragkit.pipelines._runner import job
 from ragkit.store_migrations import MigrationRecord
 from ragkit.workspace import Workspace
@@ -150,7 +148,8 @@ def migration_status(
         "documents": documents,
         "documents_left": left,
         "progress": 1.0 if not documents else (documents - left) / documents,
-        "shadow_chunks": target.record.generation and _index_size(target),
+        "shadow_chunks_added": stats.get("chunks", 0),
+        "store_chunks": store.count_chunks(target.chunking_fp) if target else 0,
         "encode_rate": rate,
         "backfill_rate": chunk_rate,
         "eta_seconds": eta,
@@ -166,14 +165,6 @@ def migration_status(
             workspace, source.name, target.name, judged=judged
         ).to_dict()
     return out
-
-
-def _index_size(collection: Collection) -> int:
-    dense = collection.load_dense()
-    try:
-        return len(dense)
-    finally:
-        close_index(dense)
 
 
 def _brief(migration: MigrationRecord) -> dict[str, Any]:
