@@ -300,16 +300,25 @@ CHILD = """
 import sys
 import ragkit
 from ragkit.pipelines import migrate
+
+def progress(event, n):
+    if event == "documents":
+        print("batch", flush=True)
+
 with ragkit.open(sys.argv[1], create=False) as kit:
-    result = migrate.start(kit, to=sys.argv[2], chunking={"max_tokens": 24}, batch_chunks=6)
-    print("OK", result["state"])
+    result = migrate.start(
+        kit, to=sys.argv[2], chunking={"max_tokens": 24}, batch_chunks=6, progress=progress
+    )
+    print("OK", result["state"], flush=True)
 """
 
 
 @pytest.mark.slow
 def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
     """kill -9 mid-backfill, several times, then finish: the shadow equals one built without
-    interruption (same chunk ids, same vectors), doctor clean, the killed runs crashed."""
+    interruption (same chunk ids, same vectors), doctor clean, the killed runs crashed. Each
+    kill lands after a random number of committed batches plus a random delay, so it falls
+    inside the backfill however loaded the machine is."""
     import signal
     import subprocess
     import sys
@@ -320,25 +329,33 @@ def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) ->
     for name in ("straight", "killed"):
         with open_with(tmp_path / name, models["a"]) as kit:
             kit.ingest(corpus)
-    command = [sys.executable, str(script), "", str(models["b"])]
-    started = time.monotonic()
-    command[2] = str(tmp_path / "straight")
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, str(script), str(tmp_path / "straight"), str(models["b"])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "OK ready" in done.stdout, done.stderr
-    length = time.monotonic() - started
+    batches = done.stdout.count("batch")
+    assert batches >= 10
     command[2] = str(tmp_path / "killed")
     rng = random.Random(7)
     killed = 0
-    for _ in range(6):
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # drawn within the measured run, past the process start, so most land in the backfill
-        time.sleep(rng.uniform(0.45, 0.95) * length)
+    for _ in range(5):
+        child = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert child.stdout is not None
+        wait_for = rng.randint(1, 3)  # the first line is the count resumed from
+        seen = 0
+        for line in child.stdout:
+            seen += line.startswith("batch")
+            if seen > wait_for or line.startswith("OK"):
+                break
+        time.sleep(rng.uniform(0.0, 0.3))
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
             killed += 1
         child.wait()
-    assert killed >= 3, f"only {killed} of 6 runs were still going when killed"
-    finish = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        child.stdout.close()
+    assert killed >= 3, f"only {killed} of 5 runs were still going when killed"
+    finish = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finish.returncode == 0 and "OK ready" in finish.stdout, finish.stderr
     states = []
     for name in ("straight", "killed"):
@@ -349,6 +366,7 @@ def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) ->
             statuses = [r["status"] for r in kit.store.runs(limit=50, kind="migrate")]
             if name == "killed":
                 assert statuses[0] == "ok" and "running" not in statuses
+                assert statuses.count("crashed") >= killed
     assert states[0][0] == states[1][0]
     np.testing.assert_array_equal(states[0][1], states[1][1])
 
