@@ -116,7 +116,8 @@ def main() -> None:
         command = [
             sys.executable, "-m", "ragkit.cli.app", "finetune", "-w", str(args.workspace),
             "--dataset", str(args.dataset), "--split", "train", "--max-pairs",
-            str(args.finetune_pairs), "--name", args.to, "--max-seq-length", "64", "--json",
+            str(args.finetune_pairs), "--name", args.to, "--max-seq-length", "64",
+            "--eval-max-chunks", "3000", "--json",
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:

@@ -73,6 +73,23 @@ class CollectionParts:
             self._encoders[fingerprint] = encoder
             return encoder
 
+    def warm(self, collection: Collection) -> None:
+        """Load the collection's encoder ahead of its first query, without holding the lock
+        while it loads (queries of other collections go on meanwhile); errors are left for
+        that first query to report."""
+        record = collection.record
+        fingerprint = record.spec.encoder.fingerprint or record.model_fp
+        with self._lock:
+            if fingerprint in self._encoders or self.override is not None:
+                return
+        try:
+            encoder = self._load(collection)
+        except Exception:  # the query that needs it says why
+            return
+        if same_encoder(fingerprint, record.encoder, encoder.fingerprint):
+            with self._lock:
+                self._encoders.setdefault(fingerprint, encoder)
+
     def _load(self, collection: Collection) -> Encoder:
         from ragkit.encoders.registry import load_encoder
 

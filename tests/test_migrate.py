@@ -480,3 +480,24 @@ def test_to_names_a_registered_model_a_preset_or_a_served_model(tmp_path, models
         plan = migrate.plan_migration(kit, to="tuned")
         assert plan.target_described == "tuned" and plan.dims == (64, 64)
         assert any(c.field == "encoder.query_prompt" for c in plan.changes)
+
+
+def test_a_reader_loads_the_new_encoder_before_the_cutover(tmp_path, models, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Once the shadow is ready, a querying process loads its encoder in the background, so
+    the first query after the cutover pays no model load."""
+    from ragkit.retrieval import search
+
+    monkeypatch.setattr(search, "_WARM_EVERY", 0.0)
+    corpus = make_corpus(tmp_path / "docs", n=10)
+    with open_with(tmp_path / "ws", models["a"]) as kit:
+        kit.ingest(corpus)
+        migrate.start(kit, to=str(models["wide"]))
+        target = kit.collection(kit.store.open_migration("default").target)
+    with ragkit.open(tmp_path / "ws", create=False) as reader:
+        fingerprint = target.record.model_fp
+        reader.query("title alpha", k=3)
+        for _ in range(100):
+            if fingerprint in reader.parts._encoders:
+                break
+            time.sleep(0.1)
+        assert fingerprint in reader.parts._encoders

@@ -12,6 +12,8 @@ the middle of a query (one store transaction) changes the next query, never half
 from __future__ import annotations
 
 import json
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,10 @@ __all__ = ["Searcher"]
 Where = str | list[str] | dict[str, Any] | None
 
 
+#: seconds between two looks for a migration whose other side should be loaded ahead
+_WARM_EVERY = 5.0
+
+
 class Searcher:
     """Answers queries for one workspace and keeps what is costly to load between them: the
     indexes of each collection's committed generation and the cross-encoders by name."""
@@ -47,6 +53,8 @@ class Searcher:
         self._readers: dict[str, tuple[int, DenseIndex, Any, IndexCorruptError | None]] = {}
         self._rerankers: dict[str, Any] = {}
         self._adapters: dict[str, tuple[int, Any]] = {}
+        self._warm_checked = -_WARM_EVERY
+        self._warming: set[str] = set()
 
     def query_many(
         self,
@@ -252,7 +260,34 @@ class Searcher:
             )
         if workspace.store.adapter_serving(collection.name) is None:
             workspace.encoder_for(collection)  # (an adapter serving: the new model encodes)
+        self._warm_the_other_side(alias, collection)
         return collection
+
+    def _warm_the_other_side(self, alias: str, collection: Collection) -> None:
+        """While a migration of ``alias`` is complete (ready, cut over, rolled back), load
+        the encoder of the collection a cutover or rollback would switch to, in the
+        background: the first query after the switch then pays no model load (seconds for a
+        large model). Checked at most every few seconds."""
+        now = time.monotonic()
+        if now - self._warm_checked < _WARM_EVERY:
+            return
+        self._warm_checked = now
+        migration = self.workspace.store.open_migration(alias)
+        if migration is None or migration.state == "backfilling":
+            return
+        other = migration.target if collection.name == migration.source else migration.source
+        found = self.workspace.collection(other)
+        if found is None or other in self._warming:
+            return
+        self._warming.add(other)
+
+        def load() -> None:
+            try:
+                self.workspace.parts.warm(found)
+            finally:
+                self._warming.discard(other)
+
+        threading.Thread(target=load, name=f"warm-{other}", daemon=True).start()
 
     def _reader(self, collection: Collection) -> tuple[DenseIndex, Any, IndexCorruptError | None]:
         """Indexes of the committed generation, reloaded when a writer committed a new one.
