@@ -42,3 +42,11 @@ def status_command(
         console.print("(`ragkit sources` lists them with their globs and counts)", highlight=False)
     print_collections(info["collections"])
     print_drift(info["collections"])
+    for migration in info.get("migrations", []):
+        serving = "; its query adapter serves" if migration["adapter_serving"] else ""
+        console.print(
+            f"migration #{migration['id']} of [cyan]{migration['alias']}[/] "
+            f"{migration['state']}: {migration['source']} → {migration['target']}{serving} "
+            "(`ragkit migrate status`)",
+            highlight=False,
+        )

@@ -33,6 +33,17 @@ def workspace_status(workspace: Workspace) -> dict[str, Any]:
         "sources": store.sources(),
         "collections": collections,
         "runs": store.runs(limit=1),
+        "migrations": [
+            {
+                "id": m.id,
+                "alias": m.alias,
+                "state": m.state,
+                "source": m.source,
+                "target": m.target,
+                "adapter_serving": m.serving_adapter,
+            }
+            for m in store.open_migrations()
+        ],
     }
 
 

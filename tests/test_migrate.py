@@ -292,6 +292,10 @@ def test_the_cli_runs_a_migration_end_to_end(tmp_path, models) -> None:  # type:
     assert refused.exit_code == 4 and "worse" in refused.output
     status = runner.invoke(app, ["migrate", "status", *ws, "--json"])
     assert json.loads(status.output)["open"]["state"] == "ready"
+    shown = runner.invoke(app, ["status", *ws])
+    assert shown.exit_code == 0 and "migration #1 of default ready" in shown.output
+    human = runner.invoke(app, ["migrate", "status", *ws, "--eval"])
+    assert human.exit_code == 0 and "generated from the corpus" in human.output
     assert runner.invoke(app, ["migrate", "abort", *ws]).exit_code == 0
     assert runner.invoke(app, ["migrate", "--help"]).exit_code == 0
 
