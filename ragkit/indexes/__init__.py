@@ -14,6 +14,7 @@ from ragkit.config import IndexConfig
 from ragkit.indexes.base import (
     Closeable,
     DenseIndex,
+    HoldsSparseVectors,
     NeedsRetrain,
     SupportsReconcile,
     atomic_write,
@@ -30,6 +31,7 @@ __all__ = [
     "Closeable",
     "DenseBackend",
     "DenseIndex",
+    "HoldsSparseVectors",
     "NeedsRetrain",
     "SupportsReconcile",
     "atomic_write",
