@@ -38,8 +38,9 @@ def make_corpus(root: Path, n: int = 24, seed: int = 3) -> Path:
     words = [w for w in words if count_terms([w]).matrix.nnz == 1]
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        text = " ".join(rng.choices(words, k=10 + 2 * i))
-        (root / f"doc{i:02d}.md").write_text(text + "\n", encoding="utf-8")
+        chosen = rng.choices(words, k=10 + 2 * i)
+        text = ". ".join(" ".join(chosen[at : at + 6]) for at in range(0, len(chosen), 6))
+        (root / f"doc{i:02d}.md").write_text(text + ".\n", encoding="utf-8")
     return root
 
 
@@ -148,3 +149,91 @@ def test_qdrant_sparse_needs_a_qdrant_backend(tmp_path, tiny_encoder) -> None:  
         kit.config.index.qdrant_sparse = True
         with pytest.raises(ConfigError, match="qdrant_sparse needs a backend"):
             kit.ingest(corpus)
+
+
+# -- store aliases followed by Qdrant aliases -------------------------------------------------
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from conftest import build_tiny_model
+
+    root = tmp_path_factory.mktemp("models")
+    for name, dim, seed in (("a", 32, 0), ("b", 48, 1)):
+        build_tiny_model(dim=dim, seed=seed).save(str(root / name))
+    return {"a": root / "a", "b": root / "b"}
+
+
+def shared_folder_workspace(root: Path, model: Path, folder: Path) -> ragkit.Workspace:
+    """Every collection in one embedded Qdrant folder: one Qdrant instance, as a server is."""
+    root.mkdir(parents=True)
+    (root / "ragkit.toml").write_text(
+        f'[encoder]\nmodel = "{model}"\n\n[index]\nbackend = "qdrant"\nqdrant_path = "{folder}"\n',
+        encoding="utf-8",
+    )
+    return ragkit.open(root, create=True)
+
+
+def qdrant_aliases(kit: ragkit.Workspace) -> dict[str, str]:
+    index = kit.collection().load_dense()
+    try:
+        return index.aliases()
+    finally:
+        index.close()
+
+
+def test_cutover_and_rollback_move_the_qdrant_alias(tmp_path, models, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.pipelines import migrate
+    from ragkit.pipelines.migrate import lifecycle
+
+    corpus = make_corpus(tmp_path / "docs", n=6)
+    with shared_folder_workspace(tmp_path / "ws", models["a"], tmp_path / "qdrant") as kit:
+        kit.ingest(corpus)
+        source = kit.collection().name
+        target = migrate.start(kit, to=str(models["b"]))["target"]
+        assert qdrant_aliases(kit) == {"default": source}  # the job's start caught up
+        migrate.cutover(kit, tolerance=1.0)
+        assert qdrant_aliases(kit) == {"default": target}
+        reader = QdrantIndex(48, path=tmp_path / "qdrant", collection="default")
+        assert reader.dim == 48 and len(reader) == len(kit.collection().load_dense())
+        reader.close()
+        migrate.rollback(kit)
+        assert qdrant_aliases(kit) == {"default": source}
+
+        # A crash between the store transaction and the Qdrant call: the store is the truth.
+        monkeypatch.setattr(lifecycle, "follow_store_aliases_or_warn", lambda workspace: [])
+        migrate.cutover(kit, tolerance=1.0)
+        assert kit.collection().name == target and qdrant_aliases(kit) == {"default": source}
+        report = kit.doctor(repair=True)
+        assert f"Qdrant alias 'default' -> '{target}' on {tmp_path / 'qdrant'}" in report.repaired
+        assert qdrant_aliases(kit) == {"default": target}
+
+
+def test_an_unreachable_qdrant_does_not_undo_a_cutover(tmp_path, models, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ragkit import qdrant_aliases as following
+    from ragkit.errors import AliasSyncWarning
+    from ragkit.pipelines import migrate
+
+    corpus = make_corpus(tmp_path / "docs", n=4)
+    with shared_folder_workspace(tmp_path / "ws", models["a"], tmp_path / "qdrant") as kit:
+        kit.ingest(corpus)
+        target = migrate.start(kit, to=str(models["b"]))["target"]
+
+        def unreachable(workspace):  # type: ignore[no-untyped-def]
+            raise ConnectionError("qdrant:6333 refused the connection")
+
+        monkeypatch.setattr(following, "follow_store_aliases", unreachable)
+        with pytest.warns(AliasSyncWarning, match="next writer job or `ragkit doctor --repair`"):
+            migrate.cutover(kit, tolerance=1.0)
+        assert kit.collection().name == target
+        monkeypatch.undo()
+        kit.ingest(corpus)  # the next writer job puts Qdrant right
+        assert qdrant_aliases(kit) == {"default": target}
+
+
+def test_a_store_alias_set_by_hand_is_followed(tmp_path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "qdrant"
+    corpus = make_corpus(tmp_path / "docs", n=3)
+    with qdrant_workspace(tmp_path / "ws", tiny_encoder, qdrant_path=str(folder)) as kit:
+        kit.ingest(corpus)
+        name = kit.collection().name
+        kit.set_alias("readers", name)
+        assert qdrant_aliases(kit) == {"default": name, "readers": name}

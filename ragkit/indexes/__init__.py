@@ -16,6 +16,7 @@ from ragkit.indexes.base import (
     DenseIndex,
     HoldsSparseVectors,
     NeedsRetrain,
+    SupportsAliases,
     SupportsReconcile,
     atomic_write,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "DenseIndex",
     "HoldsSparseVectors",
     "NeedsRetrain",
+    "SupportsAliases",
     "SupportsReconcile",
     "atomic_write",
     "close_index",

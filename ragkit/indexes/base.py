@@ -5,6 +5,7 @@ An optional ability is its own protocol, checked with ``isinstance`` where it is
 collection writer, doctor), never with ``hasattr``: :class:`SupportsReconcile` (a backend
 written in place, which may hold writes of a batch whose store transaction rolled back),
 :class:`HoldsSparseVectors` (a sparse vector beside the dense one, fused in the engine),
+:class:`SupportsAliases` (engine aliases that follow the store's),
 :class:`NeedsRetrain` (a trained structure that wants a rebuild once the data has outgrown
 what it was trained on) and :class:`Closeable` (a backend holding a client, a folder lock or
 an open shard). A backend declares one by having its method.
@@ -23,6 +24,7 @@ __all__ = [
     "DenseIndex",
     "HoldsSparseVectors",
     "NeedsRetrain",
+    "SupportsAliases",
     "SupportsReconcile",
     "atomic_write",
 ]
@@ -95,6 +97,20 @@ class HoldsSparseVectors(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k`` of the fused top-``depth`` of each channel, fused scores."""
         ...
+
+
+@runtime_checkable
+class SupportsAliases(Protocol):
+    """An engine with its own aliases (Qdrant), which follow the store's: ``collection`` is
+    the engine's name for this index's data."""
+
+    collection: str
+
+    def set_alias(self, alias: str, collection: str) -> None: ...
+
+    def remove_alias(self, alias: str) -> None: ...
+
+    def aliases(self) -> dict[str, str]: ...
 
 
 @runtime_checkable

@@ -286,6 +286,11 @@ class QdrantIndex(QdrantChannels):
         )
         self.client.update_collection_aliases(change_aliases_operations=operations)
 
+    def remove_alias(self, alias: str) -> None:
+        models = self._models
+        operation = models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+        self.client.update_collection_aliases(change_aliases_operations=[operation])
+
     def aliases(self) -> dict[str, str]:
         """Every alias on this Qdrant instance, mapped to its collection."""
         return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
