@@ -95,6 +95,10 @@ def test_server_side_rrf_equals_ragkit_rrf(tmp_path, tiny_encoder, engine_calls)
         assert engine_calls == [1] * len(QUERIES)
         assert_same_hits(in_engine, ours)
         assert max(len(hits) for hits in ours) == 8
+        points = kit.collection().load_dense()
+        records = points.client.scroll(points.collection, limit=100, with_vectors=True)[0]
+        points.close()
+        assert len(records) == 24 and all(set(r.vector) == {"dense", "sparse"} for r in records)
         # BM25 weights follow the corpus: a changed and a deleted file change every point's
         (corpus / "doc03.md").write_text("# changed\n\napple pear dog router\n", encoding="utf-8")
         (corpus / "doc07.md").unlink()
@@ -117,7 +121,9 @@ def test_without_qdrant_sparse_ragkit_fuses(tmp_path, tiny_encoder, engine_calls
         hybrid(kit, server_side=True)
         assert engine_calls == []
         points = kit.collection().load_dense()
-        assert points.search_sparse(np.zeros((1, 2**32), np.float32), 3)[1].max() == -1
+        records = points.client.scroll(points.collection, limit=100, with_vectors=True)[0]
+        points.close()
+        assert records and all(set(r.vector) == {"dense"} for r in records)
 
 
 def test_a_failed_commit_leaves_qdrant_sparse_vectors_of_the_store(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -81,7 +81,8 @@ class Searcher:
             depth = max(k, fusion.depth)
         if use_rerank:
             depth = max(depth, config.rerank.top_n)
-        if base_mode == "hybrid" and _engine_fuses(collection, reader[0], fusion):
+        channel = self.workspace.sparse_channel_for(collection)
+        if base_mode == "hybrid" and _engine_fuses(collection, reader[0], channel, fusion):
             ranked = self._fused_in_engine(
                 collection, reader, texts, depth, where, fusion, query_vectors
             )
@@ -168,9 +169,8 @@ class Searcher:
         allowed = self._allowed_ids(collection, where)
         if allowed is not None and len(allowed) == 0:
             return [[] for _ in texts]
-        channel = self.workspace.sparse_channel_for(collection)
-        assert isinstance(channel, ExportsSparseVectors) and isinstance(dense, HoldsSparseVectors)
-        scores, ids = dense.search_hybrid(
+        channel: Any = self.workspace.sparse_channel_for(collection)
+        scores, ids = cast(HoldsSparseVectors, dense).search_hybrid(
             self._query_vectors(collection, texts, query_vectors),
             channel.query_vectors(sparse, texts),
             depth,
@@ -334,13 +334,14 @@ class Searcher:
         return dense, sparse, fault
 
 
-def _engine_fuses(collection: Collection, dense: Any, fusion: FusionConfig) -> bool:
+def _engine_fuses(collection: Collection, dense: Any, channel: Any, fusion: FusionConfig) -> bool:
     """Whether Qdrant can fuse this collection's hybrid query as ragkit would: asked for, the
     sparse vectors are in its points, and the method is one Qdrant has, unweighted."""
     return (
         fusion.server_side
         and collection.index_config.qdrant_sparse
         and isinstance(dense, HoldsSparseVectors)
+        and isinstance(channel, ExportsSparseVectors)
         and fusion.method in ("rrf", "dbsf")
         and len(set(fusion.weights)) <= 1
     )
