@@ -17,6 +17,10 @@ One place owns what each job used to do for itself, so no job can get it half ri
   saved; Ctrl-C is ``interrupted``). A nested job is its own row whose ``parent_id`` names the
   outer run, so each step's counts and failure stay visible, and a failure of the inner job
   fails the outer one too (the exception passes through it);
+- **Qdrant aliases**, pointed where the store's aliases point
+  (:func:`ragkit.qdrant_aliases.follow_store_aliases`; a Qdrant that cannot be reached is a
+  warning, not a failed job), in case a process died between a
+  cutover's store transaction and its Qdrant alias call; what changed is :attr:`Job.followed`;
 - **run history**, pruned at the start of each outermost job to ``[runs] keep`` rows and
   ``keep_days`` days; a row still ``running`` is never pruned;
 - **checkpoints**: :meth:`Job.checkpoint` / :meth:`Job.resume_point` keep JSON values in the
@@ -40,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragkit.qdrant_aliases import follow_store_aliases_or_warn
+
 if TYPE_CHECKING:
     from ragkit.workspace import Workspace
 
@@ -61,6 +67,8 @@ class Job:
     _runner: Runner = field(repr=False)
     status: str = "ok"
     stats: dict[str, Any] = field(default_factory=dict)
+    #: Qdrant aliases this (outermost) job moved to follow the store's at its start
+    followed: list[str] = field(default_factory=list)
 
     def outcome(self, ok: bool, stats: dict[str, Any]) -> None:
         """What the job did: ``partial`` when some items failed, and the counts to record."""
@@ -126,17 +134,20 @@ class Runner:
             self.workspace.store.upgrade()  # an older store's tables, brought up to date
             self._reap_crashed()
             self._prune_history()
-            yield from self._run(kind, params)
+            followed = follow_store_aliases_or_warn(self.workspace)
+            yield from self._run(kind, params, followed)
         finally:
             lock.release()
 
-    def _run(self, kind: str, params: Mapping[str, Any] | None) -> Iterator[Job]:
+    def _run(
+        self, kind: str, params: Mapping[str, Any] | None, followed: list[str] | None = None
+    ) -> Iterator[Job]:
         store = self.workspace.store
         recorded = public_params(dict(params or {}))
         parent = self.current
         parent_id = parent.run_id if parent else None
         run_id = store.start_run(kind, os.getpid(), socket.gethostname(), recorded, parent_id)
-        job = Job(kind, run_id, recorded, parent_id, self)
+        job = Job(kind, run_id, recorded, parent_id, self, followed=followed or [])
         self._active.append(job)
         _IN_PROCESS.add((str(store.path), run_id))
         try:

@@ -49,7 +49,7 @@ def repair(
     ``repaired`` saying what was done (or why something could not be)."""
     with job(workspace, "repair", {"quick": quick}, wait=wait) as run:
         found = check_workspace(workspace, quick=quick)
-        actions = _repair(workspace, found, progress or (lambda event, n: None))
+        actions = run.followed + _repair(workspace, found, progress or (lambda event, n: None))
         report = check_workspace(workspace, quick=quick)
         report.repaired = actions
         run.outcome(report.ok, {"repaired": actions, "ok": report.ok})

@@ -33,6 +33,7 @@ from ragkit.indexes import (
     load_dense_index,
 )
 from ragkit.sparse_channel import SparseChannel, load_sparse, sparse_path
+from ragkit.sparse_mirror import SparseMirror
 from ragkit.store import CollectionRecord, Store
 
 __all__ = ["Collection", "CollectionWriter", "committing"]
@@ -194,12 +195,13 @@ class CollectionWriter:
 
     def _load(self) -> None:
         self._needs_rebuild = "dense" in self._rebuild
+        repaired = False
         if self._needs_rebuild:
             self.index = self.collection.empty_dense()
         else:
             self.index = self.collection.load_dense()
             if isinstance(self.index, SupportsReconcile):
-                self._reconcile(self.index)
+                repaired = self._reconcile(self.index)
         self._dirty = bool(self._rebuild)
         self.sparse: Any = None
         self._sparse_rebuild = False
@@ -216,10 +218,17 @@ class CollectionWriter:
                 self._sparse_rebuild = store.has_chunks(fp)
         elif self.collection.record.sparse_fp:
             self._dirty = True  # the sparse channel was switched off: drop it at the next commit
+        in_step = not (self._needs_rebuild or self._sparse_rebuild or repaired)
+        self._mirror = SparseMirror.attach(
+            self.collection, self.index, self.channel, in_step=in_step
+        )
+        if self._mirror is not None and repaired and not self._sparse_rebuild:
+            self._mirror.write(self.sparse)  # the committed vectors, back where a crash left
 
-    def _reconcile(self, index: SupportsReconcile) -> None:
+    def _reconcile(self, index: SupportsReconcile) -> bool:
         """A backend written in place (a Qdrant server or store) may hold changes of a batch
-        whose store transaction never committed; make it match the store before writing."""
+        whose store transaction never committed; make it match the store before writing.
+        True when it did not match."""
         store_ids = self.collection.store.all_chunk_ids(self.collection.chunking_fp)
         extra, missing = index.reconcile(store_ids)
         if len(extra):
@@ -228,6 +237,7 @@ class CollectionWriter:
             ids, vectors, _ = self.collection.vectors_from_cache()
             wanted = np.isin(ids, missing)
             self.index.add(ids[wanted], vectors[wanted])
+        return bool(len(extra) or len(missing))
 
     def apply(
         self,
@@ -246,6 +256,8 @@ class CollectionWriter:
             self._needs_rebuild = self.index.needs_retrain(len(new_ids))
         if not self._needs_rebuild:
             self.index.add(new_ids, vectors)
+            if self._mirror is not None:
+                self._mirror.changed(removed_ids, new_ids)
         if sparse and self.channel is not None and not self._sparse_rebuild:
             self._sparse_rebuild = not self.channel.apply(
                 self.sparse, removed_ids, new_ids, sparse_prepared
@@ -276,6 +288,8 @@ class CollectionWriter:
                 )
             self.index.rebuild(ids, vectors)
             self._needs_rebuild = False
+            if self._mirror is not None:
+                self._mirror.everything()  # the points were made again, dense vectors only
         generation = self.collection.record.generation + 1
         self.index.save(self.collection.dense_path(generation))
         fields: dict[str, Any] = {"generation": generation}
@@ -283,7 +297,11 @@ class CollectionWriter:
             if self._sparse_rebuild:
                 self.channel.rebuild(self.sparse, store, self.collection.chunking_fp)
                 self._sparse_rebuild = False
+                if self._mirror is not None:
+                    self._mirror.everything()
             self.sparse.save(sparse_path(self.collection.dir, self.channel, generation))
+            if self._mirror is not None:
+                self._mirror.write(self.sparse)
             fields["sparse_fp"] = self.channel.fingerprint
             fields["sparse_json"] = json.dumps(self.channel.describe(), default=str)
         else:

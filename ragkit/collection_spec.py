@@ -169,6 +169,7 @@ class FusionSpec:
     weights: tuple[float, ...] = (1.0, 1.0)
     normalization: str = "minmax"
     depth: int = 100
+    server_side: bool = False
 
     def config(self) -> FusionConfig:
         values = dataclasses.asdict(self)
@@ -238,6 +239,7 @@ class CollectionSpec:
                 weights=tuple(fusion.weights),
                 normalization=fusion.normalization,
                 depth=fusion.depth,
+                server_side=fusion.server_side,
             ),
         )
 

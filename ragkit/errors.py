@@ -6,6 +6,7 @@ Messages say what happened, to which file/collection/value, and what to do about
 from __future__ import annotations
 
 __all__ = [
+    "AliasSyncWarning",
     "ConfigError",
     "ConnectorError",
     "DegradedSearchWarning",
@@ -76,3 +77,8 @@ class StoreDamagedError(WorkspaceError):
 class DegradedSearchWarning(UserWarning):
     """A query was answered with less than asked for (a hybrid query by its dense channel
     alone, because the sparse index is damaged); the message says what to repair."""
+
+
+class AliasSyncWarning(UserWarning):
+    """The store's aliases moved but an engine's aliases (Qdrant) could not follow yet; the
+    message says when they will."""

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from ragkit.store import Store
 
 __all__ = [
     "SPARSE_CHANNELS",
+    "ExportsSparseVectors",
     "SparseChannel",
     "make_sparse_channel",
     "register_sparse_channel",
@@ -73,6 +74,23 @@ class SparseChannel(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+@runtime_checkable
+class ExportsSparseVectors(Protocol):
+    """A channel whose document and query vectors another engine can hold and search: what
+    ``[index] qdrant_sparse`` writes into a Qdrant collection as its sparse named vector."""
+
+    #: every document's vector changes when the corpus does (BM25's idf and average length)
+    corpus_wide: bool
+
+    def document_vectors(self, index: Any, ids: np.ndarray | None) -> tuple[np.ndarray, Any]:
+        """(ids, CSR rows) of the documents among ``ids`` (None: all) that ``index`` holds."""
+        ...
+
+    def query_vectors(self, index: Any, texts: Sequence[str]) -> Any:
+        """The queries in the same column space, as CSR rows."""
+        ...
+
+
 #: channel name -> ``SparseConfig -> SparseChannel``; filled by the decorator below.
 SPARSE_CHANNELS: Registry[Callable[[SparseConfig], SparseChannel]] = Registry(
     "sparse channel", "sparse.model"
@@ -100,6 +118,7 @@ def make_sparse_channel(config: SparseConfig) -> SparseChannel | None:
 class Bm25Channel:
     kind = "bm25"
     suffix = "bm25"
+    corpus_wide = True
 
     def __init__(self, config: SparseConfig | None = None) -> None:
         """BM25 has no settings of its own; ``config`` is taken for a uniform constructor."""
@@ -153,11 +172,19 @@ class Bm25Channel:
     ) -> tuple[np.ndarray, np.ndarray]:
         return index.search_texts(list(texts), k, allowed_ids=allowed_ids)
 
+    def document_vectors(self, index: Any, ids: np.ndarray | None) -> tuple[np.ndarray, Any]:
+        """Always every document: one more chunk changes every BM25 weight."""
+        return index.documents()
+
+    def query_vectors(self, index: Any, texts: Sequence[str]) -> Any:
+        return index.query_terms(list(texts))
+
 
 @register_sparse_channel(MODEL_CHANNEL)
 class SpladeChannel:
     kind = "splade"
     suffix = "splade.npz"
+    corpus_wide = False
 
     def __init__(self, config: SparseConfig) -> None:
         self.config = config
@@ -245,6 +272,12 @@ class SpladeChannel:
         self, index: Any, texts: Sequence[str], k: int, allowed_ids: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         return index.search(self.encoder.encode_queries(list(texts)), k, allowed_ids=allowed_ids)
+
+    def document_vectors(self, index: Any, ids: np.ndarray | None) -> tuple[np.ndarray, Any]:
+        return index.documents(ids)
+
+    def query_vectors(self, index: Any, texts: Sequence[str]) -> Any:
+        return self.encoder.encode_queries(list(texts))
 
 
 def sparse_path(directory: Path, channel: SparseChannel, generation: int) -> Path:

@@ -245,8 +245,12 @@ class Workspace:
 
     def set_alias(self, alias: str, collection: str) -> None:
         """Point ``alias`` at ``collection`` in one store transaction: queries then use that
-        collection, with its own encoder, sparse channel and indexes."""
+        collection, with its own encoder, sparse channel and indexes. A Qdrant alias of the
+        same name follows (:mod:`ragkit.qdrant_aliases`)."""
+        from ragkit.qdrant_aliases import follow_store_aliases_or_warn
+
         self.store.set_alias(alias, collection)
+        follow_store_aliases_or_warn(self)
 
     # -- jobs: each runs through the job runner (pipelines/_runner.py), never takes the lock --
     def ingest(self, *paths: str | Path, **options: Any) -> IngestReport:

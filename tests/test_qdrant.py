@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from ragkit.config import IndexConfig
-from ragkit.errors import IndexCorruptError, MissingDependencyError
+from ragkit.collection_spec import CollectionSpec, DenseIndexSpec
+from ragkit.config import IndexConfig, WorkspaceConfig
+from ragkit.errors import ConfigError, IndexCorruptError, MissingDependencyError
 from ragkit.retrieval.fusion import fuse
 
 pytest.importorskip("qdrant_client")
 
-from ragkit.indexes.qdrant_index import QdrantIndex
+from ragkit.indexes.qdrant_index import QdrantClusterSettings, QdrantIndex
 
 DIM = 16
 VOCAB = 200
@@ -282,6 +283,85 @@ def test_missing_client_names_the_extra(monkeypatch) -> None:  # type: ignore[no
 
     with pytest.raises(MissingDependencyError, match="qdrant-edge-py"):
         QdrantEdgeIndex(DIM)
+
+
+# -- cluster settings -----------------------------------------------------------------------
+CLUSTER = {
+    "qdrant_shard_number": 3,
+    "qdrant_replication_factor": 2,
+    "qdrant_write_consistency_factor": 2,
+    "qdrant_on_disk": True,
+    "qdrant_on_disk_payload": False,
+    "qdrant_quantization": "scalar",
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"qdrant_shard_number": -1}, "qdrant_shard_number must be an integer >= 0"),
+        ({"qdrant_replication_factor": 1.5}, "qdrant_replication_factor must be an integer"),
+        ({"qdrant_shard_number": True}, "qdrant_shard_number must be an integer"),
+        ({"qdrant_quantization": "int4"}, r"qdrant_quantization 'int4' is unknown; use one of"),
+        ({"qdrant_on_disk": "yes"}, "qdrant_on_disk must be true or false"),
+        ({"qdrant_write_consistency_factor": 3, "qdrant_replication_factor": 2}, "exceeds"),
+        ({"qdrant_write_consistency_factor": 2}, "qdrant_replication_factor = 1"),
+    ],
+)
+def test_cluster_settings_are_validated(values, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=message):
+        WorkspaceConfig.from_dict({"index": {"backend": "qdrant", **values}}, origin="ragkit.toml")
+
+
+def test_cluster_settings_live_in_the_spec_and_come_back_from_it() -> None:
+    config = WorkspaceConfig.from_dict(
+        {"index": {"backend": "qdrant", "qdrant_url": "http://q:6333", **CLUSTER}}
+    )
+    spec = CollectionSpec(index=DenseIndexSpec.from_config(config.index))
+    stored = CollectionSpec.from_json(spec.to_json())
+    assert {k: stored.index.params[k] for k in CLUSTER} == CLUSTER
+    rebuilt = stored.index.config()
+    assert {k: getattr(rebuilt, k) for k in CLUSTER} == CLUSTER
+    assert "qdrant_api_key" not in stored.to_json() and stored.index.api_key_env == "QDRANT_API_KEY"
+
+
+def test_create_collection_gets_every_cluster_setting(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Local mode accepts the server-only settings and ignores them: the call must still carry
+    them, and what local mode reports (per-vector on-disk and quantization) must show them."""
+    import qdrant_client
+
+    calls: list[dict[str, Any]] = []
+    original = qdrant_client.QdrantClient.create_collection
+
+    def spy(self, collection_name, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs)
+        return original(self, collection_name, **kwargs)
+
+    monkeypatch.setattr(qdrant_client.QdrantClient, "create_collection", spy)
+    config = IndexConfig(backend="qdrant", **CLUSTER)
+    index = QdrantIndex.from_config(DIM, config, directory=tmp_path, name="docs")
+    (sent,) = calls
+    assert (sent["shard_number"], sent["replication_factor"]) == (3, 2)
+    assert sent["write_consistency_factor"] == 2 and sent["on_disk_payload"] is False
+    index.close()
+    reopened = QdrantIndex.from_config(DIM, config, directory=tmp_path, name="docs")
+    assert len(calls) == 1  # the collection exists now: created once, then only opened
+    params = reopened.client.get_collection("docs").config.params
+    dense, sparse_params = params.vectors["dense"], params.sparse_vectors["sparse"]
+    assert dense.on_disk is True and sparse_params.index.on_disk is True
+    assert dense.quantization_config.scalar.type.value == "int8"
+    reopened.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "field"), [("binary", "binary"), ("product", "product"), ("none", None)]
+)
+def test_each_quantization_reaches_the_dense_vector(name, field) -> None:  # type: ignore[no-untyped-def]
+    index = QdrantIndex(DIM, cluster=QdrantClusterSettings(quantization=name))
+    found = index.client.get_collection("ragkit").config.params.vectors["dense"]
+    index.close()
+    quantization = found.quantization_config
+    assert quantization is None if field is None else getattr(quantization, field) is not None
 
 
 # -- a real server ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ragkit.doctor import check_collection
 from ragkit.errors import MigrationRefusedError, WorkspaceError
 from ragkit.indexes import close_index
 from ragkit.pipelines._runner import job
+from ragkit.qdrant_aliases import follow_store_aliases_or_warn
 from ragkit.store_migrations import MigrationRecord
 from ragkit.workspace import Workspace
 
@@ -81,6 +82,7 @@ def cutover(
                 allow_retired=True,
             )
             store.update_migration(migration.id, state="cutover", gate=gate.to_dict())
+        follow_store_aliases_or_warn(workspace)  # Qdrant aliases too (see qdrant_aliases)
         seconds = time.perf_counter() - started
         _seed_config_from(workspace, target)
         result = _moved(migration, "cutover", seconds, gate)
@@ -105,6 +107,7 @@ def rollback(workspace: Workspace, *, alias: str = "default", wait: float = 0.0)
                 allow_retired=True,
             )
             store.update_migration(migration.id, state="rolled-back")
+        follow_store_aliases_or_warn(workspace)
         seconds = time.perf_counter() - started
         _seed_config_from(workspace, source)
         result = _moved(migration, "rolled-back", seconds, None)

@@ -14,7 +14,9 @@ from ragkit.config import IndexConfig
 from ragkit.indexes.base import (
     Closeable,
     DenseIndex,
+    HoldsSparseVectors,
     NeedsRetrain,
+    SupportsAliases,
     SupportsReconcile,
     atomic_write,
 )
@@ -30,7 +32,9 @@ __all__ = [
     "Closeable",
     "DenseBackend",
     "DenseIndex",
+    "HoldsSparseVectors",
     "NeedsRetrain",
+    "SupportsAliases",
     "SupportsReconcile",
     "atomic_write",
     "close_index",

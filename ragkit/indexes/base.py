@@ -4,6 +4,8 @@ and atomic file helpers.
 An optional ability is its own protocol, checked with ``isinstance`` where it is used (the
 collection writer, doctor), never with ``hasattr``: :class:`SupportsReconcile` (a backend
 written in place, which may hold writes of a batch whose store transaction rolled back),
+:class:`HoldsSparseVectors` (a sparse vector beside the dense one, fused in the engine),
+:class:`SupportsAliases` (engine aliases that follow the store's),
 :class:`NeedsRetrain` (a trained structure that wants a rebuild once the data has outgrown
 what it was trained on) and :class:`Closeable` (a backend holding a client, a folder lock or
 an open shard). A backend declares one by having its method.
@@ -17,7 +19,15 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Closeable", "DenseIndex", "NeedsRetrain", "SupportsReconcile", "atomic_write"]
+__all__ = [
+    "Closeable",
+    "DenseIndex",
+    "HoldsSparseVectors",
+    "NeedsRetrain",
+    "SupportsAliases",
+    "SupportsReconcile",
+    "atomic_write",
+]
 
 
 @runtime_checkable
@@ -63,6 +73,44 @@ class NeedsRetrain(Protocol):
     def needs_retrain(self, n_new: int) -> bool:
         """Whether adding ``n_new`` vectors should rebuild (and retrain) from all vectors."""
         ...
+
+
+@runtime_checkable
+class HoldsSparseVectors(Protocol):
+    """An index whose points also hold a sparse vector and can fuse both rankings itself
+    (Qdrant's named vectors and prefetch + RRF / DBSF)."""
+
+    def add_sparse(self, ids: np.ndarray, csr: object) -> None:
+        """Sparse vectors for these points; a point keeps its dense vector."""
+        ...
+
+    def search_hybrid(
+        self,
+        dense_queries: np.ndarray,
+        sparse_queries: object,
+        k: int,
+        *,
+        method: str = "rrf",
+        depth: int = 100,
+        rrf_k: int = 60,
+        allowed_ids: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` of the fused top-``depth`` of each channel, fused scores."""
+        ...
+
+
+@runtime_checkable
+class SupportsAliases(Protocol):
+    """An engine with its own aliases (Qdrant), which follow the store's: ``collection`` is
+    the engine's name for this index's data."""
+
+    collection: str
+
+    def set_alias(self, alias: str, collection: str) -> None: ...
+
+    def remove_alias(self, alias: str) -> None: ...
+
+    def aliases(self) -> dict[str, str]: ...
 
 
 @runtime_checkable

@@ -23,6 +23,7 @@ is False): the BM25 channel rebuilds it from the store at the first commit that 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from scipy import sparse
 from ragkit.errors import ConfigError, IndexCorruptError, MissingDependencyError
 from ragkit.indexes.sparse_index import SparseIndex, csr_problem, read_npz, write_npz
 
-__all__ = ["BM25Index", "TermCounts", "count_terms"]
+__all__ = ["TERM_KEYS", "BM25Index", "TermCounts", "count_terms", "term_key"]
 
 _FORMAT = "ragkit-bm25-index"
 _VERSION = 2
@@ -185,6 +186,32 @@ class BM25Index:
         queries = self._query_matrix(queries, scores.vocab_size)
         return scores.search(queries, k, allowed_ids=allowed_ids)
 
+    def documents(self) -> tuple[np.ndarray, sparse.csr_matrix]:
+        """(ids, BM25 weights) of every document, columns keyed by :func:`term_key`.
+
+        The vocabulary's own columns are renumbered when the index is saved, so another engine
+        (a Qdrant collection's sparse vector) is given a key derived from each term instead.
+        Every weight depends on the whole corpus, so after any change all rows differ."""
+        scores = self._score_index()
+        if scores is None:
+            return np.zeros(0, dtype=np.int64), sparse.csr_matrix((0, TERM_KEYS), dtype=np.float32)
+        ids, rows = scores.documents()
+        keys = np.array([term_key(term) for term in self._terms] or [0], dtype=np.int64)
+        return ids, sparse.csr_matrix(
+            (rows.data, keys[rows.indices], rows.indptr), shape=(rows.shape[0], TERM_KEYS)
+        )
+
+    def query_terms(self, queries: Sequence[str]) -> sparse.csr_matrix:
+        """Queries as term counts keyed by :func:`term_key`, to search :meth:`documents`'
+        vectors with (a term no document holds matches nothing there)."""
+        counts = count_terms(list(queries), self._own_stemmer())
+        keys = np.array([term_key(term) for term in counts.terms] or [0], dtype=np.int64)
+        matrix = counts.matrix
+        return sparse.csr_matrix(
+            (matrix.data.astype(np.float32), keys[matrix.indices], matrix.indptr),
+            shape=(len(queries), TERM_KEYS),
+        )
+
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """One ``.npz``: parameters, vocabulary, ids and term counts, written atomically.
@@ -321,6 +348,15 @@ class BM25Index:
             ),
             shape=(len(queries), width),
         )
+
+
+#: the key space of :func:`term_key`: Qdrant's sparse indices are unsigned 32-bit
+TERM_KEYS = 2**32
+
+
+def term_key(term: str) -> int:
+    """A term's column outside the index: the same in every process and after every save."""
+    return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "little")
 
 
 def _score_index(ids: np.ndarray, counts: sparse.csr_matrix, k1: float, b: float) -> SparseIndex:

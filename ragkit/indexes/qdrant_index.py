@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from ragkit.indexes.qdrant_common import (
     write_manifest,
 )
 
-__all__ = ["QdrantIndex", "QdrantSparseView"]
+__all__ = ["QdrantClusterSettings", "QdrantIndex", "QdrantSparseView"]
 
 _BATCH = 512
 
@@ -73,7 +74,10 @@ class QdrantIndex(QdrantChannels):
         hnsw_ef_construction: int = 200,
         hnsw_ef_search: int = 128,
         timeout: int = 60,
+        cluster: QdrantClusterSettings | None = None,
     ) -> None:
+        """``cluster``: how a new collection is sharded, replicated, stored and quantized;
+        an existing collection keeps the settings it was created with."""
         qdrant_client = import_qdrant_client()
         from qdrant_client import models
 
@@ -89,6 +93,7 @@ class QdrantIndex(QdrantChannels):
         self._models = models
         self._distance = models.Distance.DOT if distance == "dot" else models.Distance.COSINE
         self._hnsw = models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construction)
+        self.cluster = cluster or QdrantClusterSettings()
         # Local mode is always exact and warns about search params, so only a server gets them.
         self._params = None
         if self.mode == "server":
@@ -123,6 +128,14 @@ class QdrantIndex(QdrantChannels):
         """
         url = getattr(config, "qdrant_url", "") or None
         path = None if url else Path(getattr(config, "qdrant_path", "") or directory / "qdrant")
+        cluster = QdrantClusterSettings(
+            shard_number=getattr(config, "qdrant_shard_number", 0),
+            replication_factor=getattr(config, "qdrant_replication_factor", 0),
+            write_consistency_factor=getattr(config, "qdrant_write_consistency_factor", 0),
+            on_disk=getattr(config, "qdrant_on_disk", False),
+            on_disk_payload=getattr(config, "qdrant_on_disk_payload", True),
+            quantization=getattr(config, "qdrant_quantization", "none"),
+        )
         return cls(
             dim,
             collection=collection or getattr(config, "qdrant_collection", "") or name,
@@ -134,6 +147,7 @@ class QdrantIndex(QdrantChannels):
             hnsw_m=config.hnsw_m,
             hnsw_ef_construction=config.hnsw_ef_construction,
             hnsw_ef_search=config.hnsw_ef_search,
+            cluster=cluster,
         )
 
     @classmethod
@@ -156,11 +170,22 @@ class QdrantIndex(QdrantChannels):
                     "another name or delete that collection"
                 )
             return
+        cluster = self.cluster
+        dense = models.VectorParams(
+            size=self.dim,
+            distance=self._distance,
+            on_disk=cluster.on_disk,
+            quantization_config=_quantization(models, cluster.quantization),
+        )
+        sparse = models.SparseVectorParams(index=models.SparseIndexParams(on_disk=cluster.on_disk))
+        counts = {name: getattr(cluster, name) for name in _COUNTS if getattr(cluster, name)}
         self.client.create_collection(
             self.collection,
-            vectors_config={DENSE: models.VectorParams(size=self.dim, distance=self._distance)},
-            sparse_vectors_config={SPARSE: models.SparseVectorParams()},
+            vectors_config={DENSE: dense},
+            sparse_vectors_config={SPARSE: sparse},
             hnsw_config=self._hnsw,
+            on_disk_payload=cluster.on_disk_payload,
+            **counts,
         )
 
     def close(self) -> None:
@@ -261,6 +286,11 @@ class QdrantIndex(QdrantChannels):
         )
         self.client.update_collection_aliases(change_aliases_operations=operations)
 
+    def remove_alias(self, alias: str) -> None:
+        models = self._models
+        operation = models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+        self.client.update_collection_aliases(change_aliases_operations=[operation])
+
     def aliases(self) -> dict[str, str]:
         """Every alias on this Qdrant instance, mapped to its collection."""
         return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
@@ -277,6 +307,40 @@ class QdrantIndex(QdrantChannels):
                 "points": len(self),
             },
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class QdrantClusterSettings:
+    """How a new Qdrant collection is laid out on a cluster (``[index] qdrant_*``, validated
+    by :class:`~ragkit.config.IndexConfig`). A count of 0 is not sent: the server decides."""
+
+    shard_number: int = 0
+    replication_factor: int = 0
+    write_consistency_factor: int = 0
+    on_disk: bool = False
+    on_disk_payload: bool = True
+    quantization: str = "none"
+
+
+_COUNTS = ("shard_number", "replication_factor", "write_consistency_factor")
+
+
+def _quantization(models: Any, name: str) -> Any:
+    """The dense vector's quantization; codes are kept in RAM and the original vectors rescore
+    the candidates (Qdrant's default), so quantization costs little recall."""
+    if name == "scalar":
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+        )
+    if name == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    if name == "product":
+        return models.ProductQuantization(
+            product=models.ProductQuantizationConfig(
+                compression=models.CompressionRatio.X16, always_ram=True
+            )
+        )
+    return None
 
 
 class _LocalClients:

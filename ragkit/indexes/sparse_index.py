@@ -136,6 +136,17 @@ class SparseIndex:
                 out_ids[start + row, : len(top_ids)] = top_ids
         return out_scores, out_ids
 
+    def documents(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, sparse.csr_matrix]:
+        """(ids, one row of weights each) of the live documents among ``ids`` (all: None),
+        so another engine (a Qdrant collection's sparse vector) can hold the same vectors."""
+        self._compact()
+        positions = (
+            np.arange(len(self._ids))
+            if ids is None
+            else np.sort(self._positions_of(np.unique(_as_ids(ids))))
+        )
+        return self._ids[positions].copy(), self._main[:, positions].T.tocsr()
+
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Write one ``.npz`` (term-major CSR + ids) atomically; dead entries are dropped first."""

@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -27,11 +27,14 @@ from ragkit.errors import (
     IndexCorruptError,
     WorkspaceError,
 )
+from ragkit.indexes.base import HoldsSparseVectors
 from ragkit.retrieval.filters import check_filter_keys, filters_sql, parse_filters
 from ragkit.retrieval.fusion import fuse
+from ragkit.sparse_channel import ExportsSparseVectors
 
 if TYPE_CHECKING:
     from ragkit.collection import Collection
+    from ragkit.config import FusionConfig
     from ragkit.indexes import DenseIndex
     from ragkit.workspace import Workspace
 
@@ -86,9 +89,15 @@ class Searcher:
             depth = max(k, fusion.depth)
         if use_rerank:
             depth = max(depth, config.rerank.top_n)
-        channels = ("dense", "sparse") if base_mode == "hybrid" else (base_mode,)
-        runs = self._channel_runs(collection, reader, texts, depth, where, channels, query_vectors)
-        if base_mode == "hybrid":
+        channel = self.workspace.sparse_channel_for(collection)
+        if base_mode == "hybrid" and _engine_fuses(collection, reader[0], channel, fusion):
+            ranked = self._fused_in_engine(
+                collection, reader, texts, depth, where, fusion, query_vectors
+            )
+        elif base_mode == "hybrid":
+            runs = self._channel_runs(
+                collection, reader, texts, depth, where, ("dense", "sparse"), query_vectors
+            )
             ranked = [
                 fuse(
                     [run[i] for run in runs],
@@ -100,6 +109,9 @@ class Searcher:
                 for i in range(len(texts))
             ]
         else:
+            runs = self._channel_runs(
+                collection, reader, texts, depth, where, (base_mode,), query_vectors
+            )
             ranked = [sorted(run.items(), key=lambda x: (-x[1], x[0])) for run in runs[0]]
         rows = self.workspace.store.chunk_rows(sorted({i for r in ranked for i, _ in r}))
         if use_rerank:
@@ -134,29 +146,69 @@ class Searcher:
         dense, sparse, sparse_fault = reader
         if "sparse" in channels and sparse_fault is not None:
             raise sparse_fault
-        allowed = None
-        filters = parse_filters(where)
-        if filters:
-            where_sql, params = filters_sql(filters)
-            allowed = workspace.store.chunk_ids_where(where_sql, params, collection.chunking_fp)
-            if len(allowed) == 0:
-                check_filter_keys(filters, workspace.store)  # a typo'd key is not "no hits"
-                return [[{} for _ in texts] for _ in channels]
+        allowed = self._allowed_ids(collection, where)
+        if allowed is not None and len(allowed) == 0:
+            return [[{} for _ in texts] for _ in channels]
         channel = workspace.sparse_channel_for(collection)
         runs: list[list[dict[int, float]]] = []
         for channel_name in channels:
             if channel_name == "dense":
-                vectors = query_vectors
-                if vectors is None:
-                    vectors = self._encode_queries(collection, texts)
-                elif len(vectors) != len(texts):
-                    raise ConfigError(f"{len(vectors)} query vectors for {len(texts)} queries")
+                vectors = self._query_vectors(collection, texts, query_vectors)
                 runs.append(_as_runs(*dense.search(vectors, depth, allowed_ids=allowed)))
             elif sparse is not None and channel is not None:
                 runs.append(_as_runs(*channel.search(sparse, texts, depth, allowed)))
             else:
                 raise ConfigError(f"collection {collection.name!r} has no sparse index")
         return runs
+
+    def _fused_in_engine(
+        self,
+        collection: Collection,
+        reader: tuple[DenseIndex, Any, IndexCorruptError | None],
+        texts: list[str],
+        depth: int,
+        where: Where,
+        fusion: FusionConfig,
+        query_vectors: np.ndarray | None,
+    ) -> list[list[tuple[int, float]]]:
+        """Both channels searched and fused by Qdrant in one request (``[fusion]
+        server_side``): the same ranking ragkit's own fusion of the two runs gives."""
+        dense, sparse, _ = reader
+        allowed = self._allowed_ids(collection, where)
+        if allowed is not None and len(allowed) == 0:
+            return [[] for _ in texts]
+        channel: Any = self.workspace.sparse_channel_for(collection)
+        scores, ids = cast(HoldsSparseVectors, dense).search_hybrid(
+            self._query_vectors(collection, texts, query_vectors),
+            channel.query_vectors(sparse, texts),
+            depth,
+            method=fusion.method,
+            depth=depth,
+            rrf_k=fusion.k,
+            allowed_ids=allowed,
+        )
+        return [sorted(run.items(), key=lambda x: (-x[1], x[0])) for run in _as_runs(scores, ids)]
+
+    def _allowed_ids(self, collection: Collection, where: Where) -> np.ndarray | None:
+        """The chunk ids a metadata filter allows (None: no filter)."""
+        filters = parse_filters(where)
+        if not filters:
+            return None
+        store = self.workspace.store
+        where_sql, params = filters_sql(filters)
+        allowed = store.chunk_ids_where(where_sql, params, collection.chunking_fp)
+        if len(allowed) == 0:
+            check_filter_keys(filters, store)  # a typo'd key is not "no hits"
+        return allowed
+
+    def _query_vectors(
+        self, collection: Collection, texts: list[str], given: np.ndarray | None
+    ) -> np.ndarray:
+        if given is None:
+            return self._encode_queries(collection, texts)
+        if len(given) != len(texts):
+            raise ConfigError(f"{len(given)} query vectors for {len(texts)} queries")
+        return given
 
     def _encode_queries(self, collection: Collection, texts: list[str]) -> np.ndarray:
         """The collection's own encoder; or, while a migration's query adapter serves it,
@@ -315,6 +367,19 @@ class Searcher:
                 break
         self._readers[collection.name] = (generation, dense, sparse, fault)
         return dense, sparse, fault
+
+
+def _engine_fuses(collection: Collection, dense: Any, channel: Any, fusion: FusionConfig) -> bool:
+    """Whether Qdrant can fuse this collection's hybrid query as ragkit would: asked for, the
+    sparse vectors are in its points, and the method is one Qdrant has, unweighted."""
+    return (
+        fusion.server_side
+        and collection.index_config.qdrant_sparse
+        and isinstance(dense, HoldsSparseVectors)
+        and isinstance(channel, ExportsSparseVectors)
+        and fusion.method in ("rrf", "dbsf")
+        and len(set(fusion.weights)) <= 1
+    )
 
 
 def _names(workspace: Workspace) -> list[str]:
