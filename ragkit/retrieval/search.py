@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +29,19 @@ from ragkit.errors import (
 )
 from ragkit.retrieval.filters import check_filter_keys, filters_sql, parse_filters
 from ragkit.retrieval.fusion import fuse
+from ragkit.retrieval.grouping import DOCUMENT_SCORES, DocumentScoring, best_chunks, group_run
 
 if TYPE_CHECKING:
     from ragkit.collection import Collection
+    from ragkit.config import WorkspaceConfig
     from ragkit.indexes import DenseIndex
     from ragkit.workspace import Workspace
 
 __all__ = ["Searcher"]
 
 Where = str | list[str] | dict[str, Any] | None
+#: chunks searched per document asked for when hits are grouped into documents
+CHUNKS_PER_DOCUMENT = 3
 
 
 class Searcher:
@@ -58,8 +64,10 @@ class Searcher:
         rerank: bool | str | None,
         alias: str,
         query_vectors: np.ndarray | None,
+        documents: bool | str = False,
     ) -> list[list[Hit]]:
         config = self.workspace.config
+        scoring = _document_scoring(config, documents)
         collection = self._collection_for_query(alias)
         base_mode, use_rerank = self._resolve_mode(collection, mode, rerank)
         reader = self._reader(collection)
@@ -78,25 +86,48 @@ class Searcher:
             depth = max(k, fusion.depth)
         if use_rerank:
             depth = max(depth, config.rerank.top_n)
+        if scoring is not None:
+            depth *= CHUNKS_PER_DOCUMENT  # several chunks of a document share its rank
         channels = ("dense", "sparse") if base_mode == "hybrid" else (base_mode,)
         runs = self._channel_runs(collection, reader, texts, depth, where, channels, query_vectors)
-        if base_mode == "hybrid":
-            ranked = [
-                fuse(
-                    [run[i] for run in runs],
-                    method=fusion.method,
-                    weights=fusion.weights,
-                    k=fusion.k,
-                    normalization=fusion.normalization,
-                )
-                for i in range(len(texts))
-            ]
-        else:
-            ranked = [sorted(run.items(), key=lambda x: (-x[1], x[0])) for run in runs[0]]
+
+        def combine(query_runs: list[dict[Any, float]]) -> list[tuple[Any, float]]:
+            if len(query_runs) == 1:
+                return sorted(query_runs[0].items(), key=lambda x: (-x[1], x[0]))
+            return fuse(
+                query_runs,
+                method=fusion.method,
+                weights=fusion.weights,
+                k=fusion.k,
+                normalization=fusion.normalization,
+            )
+
+        ranked = [combine([run[i] for run in runs]) for i in range(len(texts))]
+        if scoring is not None:
+            ranked = self._by_document(runs, ranked, scoring, combine)
         rows = self.workspace.store.chunk_rows(sorted({i for r in ranked for i, _ in r}))
         if use_rerank:
             ranked = self._rerank(texts, ranked, rows, rerank)
         return [_hits(r[:k], rows) for r in ranked]
+
+    def _by_document(
+        self,
+        runs: list[list[dict[int, float]]],
+        ranked: list[list[tuple[int, float]]],
+        scoring: DocumentScoring,
+        combine: Callable[[list[dict[Any, float]]], list[tuple[Any, float]]],
+    ) -> list[list[tuple[int, float]]]:
+        """One entry per document: each channel's chunks grouped into documents first, then
+        the channels' document rankings combined; a document is shown by its chunk that ranks
+        first in the chunk ranking."""
+        chunk_ids = {chunk for channel in runs for run in channel for chunk in run}
+        document_of = self.workspace.store.chunk_documents(sorted(chunk_ids))
+        out = []
+        for i, chunk_ranking in enumerate(ranked):
+            shown = best_chunks(chunk_ranking, document_of)
+            grouped = combine([group_run(channel[i], document_of, scoring) for channel in runs])
+            out.append([(shown[document], score) for document, score in grouped])
+        return out
 
     def channel_runs(
         self,
@@ -280,6 +311,17 @@ class Searcher:
                 break
         self._readers[collection.name] = (generation, dense, sparse, fault)
         return dense, sparse, fault
+
+
+def _document_scoring(config: WorkspaceConfig, documents: bool | str) -> DocumentScoring | None:
+    """None for chunk hits; ``True`` takes ``[query]``'s scoring, a name overrides its method."""
+    if documents is False or documents is None:
+        return None
+    if documents is True:
+        return config.query.scoring()
+    if not isinstance(documents, str):
+        raise ConfigError(f"documents must be True, False or one of {DOCUMENT_SCORES}")
+    return replace(config.query.scoring(), method=documents)
 
 
 def _names(workspace: Workspace) -> list[str]:
