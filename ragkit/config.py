@@ -156,12 +156,13 @@ class FusionConfig:
 @dataclass(kw_only=True)
 class QueryConfig:
     """How hits grouped into documents score (``kit.query(..., documents=True)``,
-    ``ragkit query --documents``, ``ragkit eval``): ``documents = "decayed"`` scores a document
-    by its best chunk plus ``decay`` times its next best, ``decay²`` times the one after, over
-    its ``decay_chunks`` best chunks; ``"max"`` by its best chunk alone. In hybrid mode each
-    channel's chunks are grouped first and the document rankings fused."""
+    ``ragkit query --documents``, ``ragkit eval``): ``"max"`` by a document's best chunk;
+    ``"decayed"`` by its best chunk plus ``decay`` times its next best, ``decay²`` times the one
+    after, over its ``decay_chunks`` best chunks. In hybrid mode each channel's chunks are
+    grouped first and the document rankings fused. ``"max"`` is the default because decayed
+    scoring measured worse on long documentation pages (BENCHMARKS.md, "Long documents")."""
 
-    documents: str = "decayed"
+    documents: str = "max"
     decay: float = 0.5
     decay_chunks: int = 3
 

@@ -32,7 +32,7 @@ class DocumentScoring:
     """``method`` from :data:`DOCUMENT_SCORES`; ``decay`` is λ and ``chunks`` how many of a
     document's best chunks count (``"decayed"`` only)."""
 
-    method: str = "decayed"
+    method: str = "max"
     decay: float = 0.5
     chunks: int = 3
 

@@ -1,5 +1,5 @@
 """The query path of a workspace: alias → collection → its own encoder, sparse channel and
-indexes → fusion → rerank.
+indexes → (for document hits: each channel's chunks grouped into documents) → fusion → rerank.
 
 Kept apart from :mod:`ragkit.workspace` so that the workspace stays about its parts and jobs,
 while everything a query touches (and caches between queries) lives here. A workspace owns one
