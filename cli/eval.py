@@ -54,8 +54,8 @@ def eval_command(
     documents: Annotated[
         str | None,
         typer.Option(
-            help="How documents score: max, decayed (default: [query] documents), or chunks "
-            "(rank chunk hits, a document scores its best chunk)."
+            help="chunks (default: rank chunk hits, a document scores its best chunk), or "
+            "document hits scored by max or decayed."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,

@@ -1,10 +1,11 @@
 """Evaluate a workspace on queries with relevance judgments, mode by mode.
 
 ``eval_dataset`` builds (or reuses) a workspace for a BEIR-format dataset and ingests its corpus
-incrementally, so a second run only re-runs the queries. Qrels judge documents, so the queries
-ask for document hits, scored as ``[query] documents`` says (``documents="max"`` or
-``"decayed"`` overrides it); ``documents="chunks"`` ranks chunk hits and scores a document by
-its best chunk, as ragkit did before document scoring.
+incrementally, so a second run only re-runs the queries. Qrels judge documents; by default
+(``documents="chunks"``) chunk hits are ranked and a document scores as its best chunk, which
+measured as well as or better than document hits on every set in BENCHMARKS.md ("Long
+documents"). ``documents="max"`` or ``"decayed"`` asks for document hits with that scoring
+(each channel grouped into documents before fusion), ``True`` for ``[query] documents``.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def eval_dataset(
     runs_dir: str | Path | None = None,
     baseline: dict[str, dict[str, float]] | None = None,
     progress: ProgressCallback | None = None,
-    documents: str | None = None,
+    documents: bool | str | None = None,
 ) -> EvalReport:
     """Ingest ``dataset/corpus.jsonl`` into a workspace (incrementally) and evaluate it."""
     dataset = Path(dataset)
@@ -143,7 +144,7 @@ def eval_workspace(
     progress: ProgressCallback | None = None,
     batch_size: int = 256,
     collection: str = "default",
-    documents: str | None = None,
+    documents: bool | str | None = None,
 ) -> list[ModeResult]:
     """Run every mode over the queries on ``collection`` (a collection or alias name);
     optionally compare each to a baseline run. ``documents``: see the module's docstring."""
@@ -159,12 +160,12 @@ def eval_workspace(
         for start in range(0, len(qids), batch_size):
             part = qids[start : start + batch_size]
             batch = texts[start : start + batch_size]
-            if documents == "chunks":
+            if documents in (None, "chunks"):
                 # Several chunks of one document may rank high; fetch more chunks than documents.
                 hits = kit.query_many(batch, k=depth * 3, mode=mode, collection=collection)
             else:
                 hits = kit.query_many(
-                    batch, k=depth, mode=mode, collection=collection, documents=documents or True
+                    batch, k=depth, mode=mode, collection=collection, documents=documents
                 )
             hits_per_query.update(zip(part, hits, strict=True))
             notify("queries", len(part))

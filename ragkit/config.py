@@ -156,7 +156,7 @@ class FusionConfig:
 @dataclass(kw_only=True)
 class QueryConfig:
     """How hits grouped into documents score (``kit.query(..., documents=True)``,
-    ``ragkit query --documents``, ``ragkit eval``): ``"max"`` by a document's best chunk;
+    ``ragkit query --documents``): ``"max"`` by a document's best chunk;
     ``"decayed"`` by its best chunk plus ``decay`` times its next best, ``decay²`` times the one
     after, over its ``decay_chunks`` best chunks. In hybrid mode each channel's chunks are
     grouped first and the document rankings fused. ``"max"`` is the default because decayed

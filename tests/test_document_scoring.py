@@ -28,10 +28,13 @@ def test_decayed_scoring_adds_the_next_chunks_with_decaying_weights() -> None:
         "guide": 0.80,
         "lucky": 0.81,
     }
-    decayed = group_run(run, document_of, DocumentScoring(decay=0.5, chunks=3))
+    decayed = group_run(run, document_of, DocumentScoring(method="decayed", decay=0.5, chunks=3))
     assert decayed["guide"] == pytest.approx(0.80 + 0.5 * 0.79 + 0.25 * 0.78)  # 4th not counted
     assert decayed["lucky"] == pytest.approx(0.81)  # a negative chunk adds nothing
-    assert group_run(run, document_of, DocumentScoring(decay=0.5, chunks=1))["guide"] == 0.80
+    assert (
+        group_run(run, document_of, DocumentScoring(method="decayed", decay=0.5, chunks=1))["guide"]
+        == 0.80
+    )
     assert group_run({1: 0.5, 99: 0.9}, document_of, DocumentScoring()) == {"guide": 0.5}
     assert best_chunks([(11, 0.9), (2, 0.8), (10, 0.7)], document_of) == {"lucky": 11, "guide": 2}
 
@@ -104,7 +107,7 @@ def test_max_scoring_mis_ranks_the_long_document_and_decayed_fixes_it(long_docs)
     # the scores are exactly the grouping of the dense channel's run
     (run,) = kit.channel_runs([QUERY], depth=30, channels=("dense",))[0:1][0]
     document_of = kit.store.chunk_documents(list(run))
-    expected = group_run(run, document_of, DocumentScoring(decay=0.5, chunks=3))
+    expected = group_run(run, document_of, DocumentScoring(method="decayed", decay=0.5, chunks=3))
     assert {h.doc_id: h.score for h in by_decay} == pytest.approx(expected)
     # the hit shown for a document is its best chunk, with that chunk's text
     best = max((h for h in chunks if h.uri == "guide.md"), key=lambda h: h.score)
