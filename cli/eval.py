@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ragkit.cli._common import ProgressView, console, exit_with, print_json
 from ragkit.errors import ConfigError, RagkitError
+from ragkit.retrieval.grouping import DOCUMENT_SCORES
 
 
 def eval_command(
@@ -50,6 +51,13 @@ def eval_command(
         Path | None,
         typer.Option("--report", help="Also write a self-contained HTML report to this file."),
     ] = None,
+    documents: Annotated[
+        str | None,
+        typer.Option(
+            help="chunks (default: rank chunk hits, a document scores its best chunk), or "
+            "document hits scored by max or decayed."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Measure retrieval quality: nDCG@10, MRR@10, Recall@10/100 and MAP per mode.
@@ -62,6 +70,10 @@ def eval_command(
     from ragkit.pipelines.eval import EvalReport, eval_dataset, eval_workspace, write_eval_report
 
     try:
+        if documents is not None and documents not in (*DOCUMENT_SCORES, "chunks"):
+            raise ConfigError(
+                f"--documents {documents!r} is unknown; use {', '.join(DOCUMENT_SCORES)} or chunks"
+            )
         base = read_trec_run(baseline) if baseline else None
         with _progress(quiet=as_json) as on_progress:
             if dataset is not None:
@@ -73,6 +85,7 @@ def eval_command(
                     max_queries=max_queries,
                     baseline=base,
                     progress=on_progress,
+                    documents=documents,
                 )
             elif queries is not None and qrels is not None:
                 root = workspace or Path(".ragkit")
@@ -87,6 +100,7 @@ def eval_command(
                     runs_dir=root / "runs",
                     progress=on_progress,
                     collection=collection,
+                    documents=documents,
                 )
                 report = EvalReport(
                     dataset=str(queries),

@@ -46,6 +46,14 @@ def query_command(
             help="The collection (or alias) to search; its own encoder is used.",
         ),
     ] = "default",
+    documents: Annotated[
+        bool,
+        typer.Option(
+            "--documents",
+            "-d",
+            help="One hit per document (its best chunk), ranked by [query] documents.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
 ) -> None:
     """Search the workspace and show the best-matching chunks.
@@ -62,7 +70,13 @@ def query_command(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DegradedSearchWarning)
             hits = kit.query(
-                text, k=k, where=where, mode=mode, rerank=rerank, collection=collection
+                text,
+                k=k,
+                where=where,
+                mode=mode,
+                rerank=rerank,
+                collection=collection,
+                documents=documents,
             )
     except RagkitError as error:
         exit_with(error)

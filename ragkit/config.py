@@ -16,6 +16,7 @@ from typing import Any
 import tomli_w
 
 from ragkit.errors import ConfigError
+from ragkit.retrieval.grouping import DocumentScoring
 
 __all__ = [
     "ChunkingConfig",
@@ -24,6 +25,7 @@ __all__ = [
     "FusionConfig",
     "IndexConfig",
     "IngestConfig",
+    "QueryConfig",
     "RerankConfig",
     "RunsConfig",
     "SourceConfig",
@@ -207,6 +209,26 @@ class FusionConfig:
 
 
 @dataclass(kw_only=True)
+class QueryConfig:
+    """How hits grouped into documents score (``kit.query(..., documents=True)``,
+    ``ragkit query --documents``): ``"max"`` by a document's best chunk;
+    ``"decayed"`` by its best chunk plus ``decay`` times its next best, ``decay²`` times the one
+    after, over its ``decay_chunks`` best chunks. In hybrid mode each channel's chunks are
+    grouped first and the document rankings fused. ``"max"`` is the default because decayed
+    scoring measured worse on long documentation pages (BENCHMARKS.md, "Long documents")."""
+
+    documents: str = "max"
+    decay: float = 0.5
+    decay_chunks: int = 3
+
+    def __post_init__(self) -> None:
+        self.scoring()  # refuse a bad value when the file is read, not at the first query
+
+    def scoring(self) -> DocumentScoring:
+        return DocumentScoring(method=self.documents, decay=self.decay, chunks=self.decay_chunks)
+
+
+@dataclass(kw_only=True)
 class RerankConfig:
     """An optional cross-encoder over the top ``top_n`` hits (any CrossEncoder name or path)."""
 
@@ -317,6 +339,7 @@ _SECTIONS = {
     "index": IndexConfig,
     "sparse": SparseConfig,
     "fusion": FusionConfig,
+    "query": QueryConfig,
     "rerank": RerankConfig,
     "ingest": IngestConfig,
     "runs": RunsConfig,
@@ -331,6 +354,7 @@ class WorkspaceConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     sparse: SparseConfig = field(default_factory=SparseConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     runs: RunsConfig = field(default_factory=RunsConfig)

@@ -122,6 +122,19 @@ class ChunkRows:
                 self._db.row_factory = None
         return out
 
+    def chunk_documents(self, ids: Sequence[int]) -> dict[int, str]:
+        """Chunk id → document id, without the texts: what grouping hits by document needs
+        for the few hundred chunks of each channel's run."""
+        out: dict[int, str] = {}
+        with self._lock, self._guard("cannot read the store"):
+            for batch in _batched(sorted({int(i) for i in ids}), _BATCH):
+                marks = ",".join("?" * len(batch))
+                rows = self._db.execute(
+                    f"SELECT id, doc_id FROM chunks WHERE id IN ({marks})", batch
+                ).fetchall()
+                out.update({int(row[0]): row[1] for row in rows})
+        return out
+
     def all_chunk_ids(self, chunking_fp: str | None = None) -> np.ndarray:
         scope, params = self._scope(chunking_fp)
         rows = self._query(f"SELECT id FROM chunks WHERE 1{scope} ORDER BY id", params)

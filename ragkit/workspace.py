@@ -289,11 +289,18 @@ class Workspace:
         rerank: bool | str | None = None,
         alias: str = DEFAULT_ALIAS,
         collection: str | None = None,
+        documents: bool | str = False,
     ) -> list[Hit]:
         """``collection`` (a collection or alias name) is the same as ``alias``."""
         check_query_text(text)
         return self.query_many(
-            [text], k=k, where=where, mode=mode, rerank=rerank, alias=collection or alias
+            [text],
+            k=k,
+            where=where,
+            mode=mode,
+            rerank=rerank,
+            alias=collection or alias,
+            documents=documents,
         )[0]
 
     def query_many(
@@ -307,11 +314,16 @@ class Workspace:
         alias: str = DEFAULT_ALIAS,
         query_vectors: np.ndarray | None = None,
         collection: str | None = None,
+        documents: bool | str = False,
     ) -> list[list[Hit]]:
         """Search with ``mode`` dense, sparse or hybrid (default: hybrid when a sparse channel
         exists). ``"<mode>+rerank"`` or ``rerank=True``/a model name adds the cross-encoder.
         ``alias`` or ``collection`` names an alias or a collection (default: ``default``).
-        ``query_vectors``: the texts already encoded by that collection's encoder."""
+        ``query_vectors``: the texts already encoded by that collection's encoder.
+
+        Hits are chunks (for a prompt) unless ``documents``: then one hit per document, its
+        best chunk's text, ranked by the ``[query] documents`` scoring of all its retrieved
+        chunks (``True``), or by the scoring named (``"max"``, ``"decayed"``)."""
         check_k(k)
         return self.searcher.query_many(
             texts,
@@ -321,6 +333,7 @@ class Workspace:
             rerank=rerank,
             alias=collection or alias,
             query_vectors=query_vectors,
+            documents=documents,
         )
 
     def channel_runs(

@@ -1,5 +1,5 @@
 """The query path of a workspace: alias → collection → its own encoder, sparse channel and
-indexes → fusion → rerank.
+indexes → (for document hits: each channel's chunks grouped into documents) → fusion → rerank.
 
 Kept apart from :mod:`ragkit.workspace` so that the workspace stays about its parts and jobs,
 while everything a query touches (and caches between queries) lives here. A workspace owns one
@@ -15,6 +15,8 @@ import json
 import threading
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -30,17 +32,20 @@ from ragkit.errors import (
 from ragkit.indexes.base import HoldsSparseVectors
 from ragkit.retrieval.filters import check_filter_keys, filters_sql, parse_filters
 from ragkit.retrieval.fusion import fuse
+from ragkit.retrieval.grouping import DOCUMENT_SCORES, DocumentScoring, best_chunks, group_run
 from ragkit.sparse_channel import ExportsSparseVectors
 
 if TYPE_CHECKING:
     from ragkit.collection import Collection
-    from ragkit.config import FusionConfig
+    from ragkit.config import FusionConfig, WorkspaceConfig
     from ragkit.indexes import DenseIndex
     from ragkit.workspace import Workspace
 
 __all__ = ["Searcher"]
 
 Where = str | list[str] | dict[str, Any] | None
+#: chunks searched per document asked for when hits are grouped into documents
+CHUNKS_PER_DOCUMENT = 3
 
 
 #: seconds between two looks for a migration whose other side should be loaded ahead
@@ -69,8 +74,10 @@ class Searcher:
         rerank: bool | str | None,
         alias: str,
         query_vectors: np.ndarray | None,
+        documents: bool | str = False,
     ) -> list[list[Hit]]:
         config = self.workspace.config
+        scoring = _document_scoring(config, documents)
         collection = self._collection_for_query(alias)
         base_mode, use_rerank = self._resolve_mode(collection, mode, rerank)
         reader = self._reader(collection)
@@ -89,34 +96,57 @@ class Searcher:
             depth = max(k, fusion.depth)
         if use_rerank:
             depth = max(depth, config.rerank.top_n)
+        if scoring is not None:
+            depth *= CHUNKS_PER_DOCUMENT  # several chunks of a document share its rank
         channel = self.workspace.sparse_channel_for(collection)
-        if base_mode == "hybrid" and _engine_fuses(collection, reader[0], channel, fusion):
+        engine = scoring is None and _engine_fuses(collection, reader[0], channel, fusion)
+        if base_mode == "hybrid" and engine:
             ranked = self._fused_in_engine(
                 collection, reader, texts, depth, where, fusion, query_vectors
             )
-        elif base_mode == "hybrid":
+        else:
+            channels = ("dense", "sparse") if base_mode == "hybrid" else (base_mode,)
             runs = self._channel_runs(
-                collection, reader, texts, depth, where, ("dense", "sparse"), query_vectors
+                collection, reader, texts, depth, where, channels, query_vectors
             )
-            ranked = [
-                fuse(
-                    [run[i] for run in runs],
+
+            def combine(query_runs: list[dict[Any, float]]) -> list[tuple[Any, float]]:
+                if len(query_runs) == 1:
+                    return sorted(query_runs[0].items(), key=lambda x: (-x[1], x[0]))
+                return fuse(
+                    query_runs,
                     method=fusion.method,
                     weights=fusion.weights,
                     k=fusion.k,
                     normalization=fusion.normalization,
                 )
-                for i in range(len(texts))
-            ]
-        else:
-            runs = self._channel_runs(
-                collection, reader, texts, depth, where, (base_mode,), query_vectors
-            )
-            ranked = [sorted(run.items(), key=lambda x: (-x[1], x[0])) for run in runs[0]]
+
+            ranked = [combine([run[i] for run in runs]) for i in range(len(texts))]
+            if scoring is not None:
+                ranked = self._by_document(runs, ranked, scoring, combine)
         rows = self.workspace.store.chunk_rows(sorted({i for r in ranked for i, _ in r}))
         if use_rerank:
             ranked = self._rerank(texts, ranked, rows, rerank)
         return [_hits(r[:k], rows) for r in ranked]
+
+    def _by_document(
+        self,
+        runs: list[list[dict[int, float]]],
+        ranked: list[list[tuple[int, float]]],
+        scoring: DocumentScoring,
+        combine: Callable[[list[dict[Any, float]]], list[tuple[Any, float]]],
+    ) -> list[list[tuple[int, float]]]:
+        """One entry per document: each channel's chunks grouped into documents first, then
+        the channels' document rankings combined; a document is shown by its chunk that ranks
+        first in the chunk ranking."""
+        chunk_ids = {chunk for channel in runs for run in channel for chunk in run}
+        document_of = self.workspace.store.chunk_documents(sorted(chunk_ids))
+        out = []
+        for i, chunk_ranking in enumerate(ranked):
+            shown = best_chunks(chunk_ranking, document_of)
+            grouped = combine([group_run(channel[i], document_of, scoring) for channel in runs])
+            out.append([(shown[document], score) for document, score in grouped])
+        return out
 
     def channel_runs(
         self,
@@ -380,6 +410,17 @@ def _engine_fuses(collection: Collection, dense: Any, channel: Any, fusion: Fusi
         and fusion.method in ("rrf", "dbsf")
         and len(set(fusion.weights)) <= 1
     )
+
+
+def _document_scoring(config: WorkspaceConfig, documents: bool | str) -> DocumentScoring | None:
+    """None for chunk hits; ``True`` takes ``[query]``'s scoring, a name overrides its method."""
+    if documents is False or documents is None:
+        return None
+    if documents is True:
+        return config.query.scoring()
+    if not isinstance(documents, str):
+        raise ConfigError(f"documents must be True, False or one of {DOCUMENT_SCORES}")
+    return replace(config.query.scoring(), method=documents)
 
 
 def _names(workspace: Workspace) -> list[str]:
