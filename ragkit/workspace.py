@@ -104,6 +104,11 @@ class Workspace:
         return self._encoder
 
     @property
+    def loaded_encoder(self) -> Encoder | None:
+        """The configured (or given) encoder if it is in memory already; None loads nothing."""
+        return self._encoder
+
+    @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
             self._chunker = chunker_for(self.encoder, self.config.chunking)

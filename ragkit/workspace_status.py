@@ -16,16 +16,17 @@ from ragkit.collection import Collection
 from ragkit.collection_spec import MIGRATION_HINT, Drift, spec_drift
 
 if TYPE_CHECKING:
-    from ragkit.workspace import Workspace
+    from ragkit.collection_parts import CheckedSource
 
 __all__ = ["collection_drift", "collection_summary", "workspace_status"]
 
 
-def workspace_status(workspace: Workspace) -> dict[str, Any]:
+def workspace_status(workspace: CheckedSource) -> dict[str, Any]:
     store = workspace.store
     aliases = store.aliases()
     collections = [
-        collection_summary(workspace, collection, aliases) for collection in workspace.collections()
+        collection_summary(workspace, Collection(store, workspace.root, record), aliases)
+        for record in store.collections()
     ]
     return {
         "workspace": str(workspace.root),
@@ -36,17 +37,17 @@ def workspace_status(workspace: Workspace) -> dict[str, Any]:
     }
 
 
-def collection_drift(workspace: Workspace, collection: Collection) -> list[Drift]:
+def collection_drift(workspace: CheckedSource, collection: Collection) -> list[Drift]:
     """Only building and live collections are compared: a retired one is kept as it was."""
     if collection.state == "retired":
         return []
-    given = workspace._encoder  # an encoder in memory stands for [encoder]
+    given = workspace.loaded_encoder  # an encoder in memory stands for [encoder]
     fingerprint = given.fingerprint if given is not None else None
     return spec_drift(collection.record.spec, workspace.config, encoder_fp=fingerprint)
 
 
 def collection_summary(
-    workspace: Workspace, collection: Collection, aliases: dict[str, str]
+    workspace: CheckedSource, collection: Collection, aliases: dict[str, str]
 ) -> dict[str, Any]:
     record = collection.record
     spec = record.spec
