@@ -39,7 +39,7 @@ from ragkit.retrieval.limits import check_k, check_query_text
 from ragkit.retrieval.search import Searcher
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
-from ragkit.workspace_status import workspace_status
+from ragkit.workspace_status import alias_history, workspace_status
 
 if TYPE_CHECKING:
     from ragkit.config import ChunkingConfig, EncoderConfig, IndexConfig, SparseConfig
@@ -252,6 +252,10 @@ class Workspace:
         """Point ``alias`` at ``collection`` in one store transaction: queries then use that
         collection, with its own encoder, sparse channel and indexes."""
         self.store.set_alias(alias, collection)
+
+    def alias_history(self, alias: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Where each alias pointed and when, newest first (see ``workspace_status``)."""
+        return alias_history(self.store, alias, limit)
 
     # -- jobs: each runs through the job runner (pipelines/_runner.py), never takes the lock --
     def ingest(self, *paths: str | Path, **options: Any) -> IngestReport:

@@ -17,8 +17,9 @@ from ragkit.collection_spec import MIGRATION_HINT, Drift, spec_drift
 
 if TYPE_CHECKING:
     from ragkit.collection_parts import CheckedSource
+    from ragkit.store import Store
 
-__all__ = ["collection_drift", "collection_summary", "workspace_status"]
+__all__ = ["alias_history", "collection_drift", "collection_summary", "workspace_status"]
 
 
 def workspace_status(workspace: CheckedSource) -> dict[str, Any]:
@@ -35,6 +36,24 @@ def workspace_status(workspace: CheckedSource) -> dict[str, Any]:
         "collections": collections,
         "runs": store.runs(limit=1),
     }
+
+
+def alias_history(store: Store, alias: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The moves of every alias (or of ``alias``), newest first: when (epoch seconds ``at``),
+    which alias, from which collection (None: the alias was new) to which, and why: ``set``
+    (``set_alias``, the first ingest), or a migration's cutover or rollback. Each move is
+    written by ``store.set_alias`` in the transaction that makes it; a store older than
+    schema 5 has none."""
+    return [
+        {
+            "at": move.at,
+            "alias": move.alias,
+            "from": move.previous,
+            "to": move.collection,
+            "reason": move.reason,
+        }
+        for move in store.alias_history(alias, limit)
+    ]
 
 
 def collection_drift(workspace: CheckedSource, collection: Collection) -> list[Drift]:

@@ -328,3 +328,39 @@ def test_the_searcher_doctor_and_mining_need_only_their_source(tmp_path, docs, m
         assert mined.pairs and mined.pairs[0].negatives
         with pytest.raises(AttributeError, match="'ingest' is not a member"):
             Borrowed(kit, QueryableSource).ingest  # noqa: B018
+
+
+def test_collections_history_shows_every_alias_move(tmp_path, docs, model_dirs) -> None:  # type: ignore[no-untyped-def]
+    a, b = model_dirs
+    root = tmp_path / "ws"
+    with open_with(root, a) as kit:
+        kit.ingest(docs)
+        first = kit.collection().name
+        kit.create_collection("b", encoder=EncoderConfig(model=str(b)))
+        kit.set_alias("default", "b")
+        kit.set_alias("staging", first)
+        kit.set_alias("default", first)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["collections", "-w", str(root), "--history", "--json"])
+    assert shown.exit_code == 0, shown.output
+    moves = json.loads(shown.output)
+    assert [(m["alias"], m["from"], m["to"], m["reason"]) for m in moves] == [
+        ("default", "b", first, "set"),
+        ("staging", None, first, "set"),
+        ("default", first, "b", "set"),
+        ("default", None, first, "set"),  # the first ingest made the default alias
+    ]
+    assert [m["at"] for m in moves] == sorted((m["at"] for m in moves), reverse=True)
+    only = runner.invoke(
+        app, ["collections", "-w", str(root), "--history", "--alias", "staging", "--json"]
+    )
+    assert [m["alias"] for m in json.loads(only.output)] == ["staging"]
+    latest = runner.invoke(
+        app, ["collections", "-w", str(root), "--history", "--limit", "1", "--json"]
+    )
+    assert [(m["from"], m["to"]) for m in json.loads(latest.output)] == [("b", first)]
+    table = runner.invoke(app, ["collections", "-w", str(root), "--history"], terminal_width=200)
+    assert table.exit_code == 0, table.output
+    lines = [line for line in table.output.splitlines() if "default" in line or "staging" in line]
+    assert len(lines) == 4
+    assert f"b → {first}" in lines[0] and f"(new) → {first}" in lines[-1]
