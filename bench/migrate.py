@@ -197,7 +197,11 @@ def main() -> None:
         time.sleep(5)
         migrate.cutover(kit, tolerance=1.0)  # leave the workspace on the new model
     info["queries"] = querier.summary()
-    out = Path(__file__).parent / "results" / f"migrate-{re.sub(r'[^A-Za-z0-9.-]+', '-', args.to)}.json"
+    out = (
+        Path(__file__).parent
+        / "results"
+        / f"migrate-{re.sub(r'[^A-Za-z0-9.-]+', '-', args.to)}.json"
+    )
     out.write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
     _report(info)
     print(f"wrote {out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
@@ -14,14 +15,35 @@ from ragkit.errors import RagkitError
 def collections_command(
     workspace: WorkspaceOption = Path(".ragkit"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the collections as JSON.")] = False,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history", help="Show where each alias pointed and when (newest first) instead."
+        ),
+    ] = False,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="With --history: only this alias.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="With --history: at most N.")] = 50,
 ) -> None:
-    """List the collections: state, aliases, encoder, index, size, and any ragkit.toml drift."""
+    """List the collections: state, aliases, encoder, index, size, and any ragkit.toml drift;
+    with --history, every alias move: when, alias, from → to, and why."""
     import ragkit
 
     try:
-        collections = ragkit.open(workspace, create=False).status()["collections"]
+        kit = ragkit.open(workspace, create=False)
+        if history:
+            moves = kit.alias_history(alias, limit=limit)
+        else:
+            collections = kit.status()["collections"]
     except RagkitError as error:
         exit_with(error)
+    if history:
+        if as_json:
+            print_json(moves)
+        else:
+            print_alias_history(moves)
+        return
     if as_json:
         print_json(collections)
         return
@@ -67,3 +89,19 @@ def print_drift(collections: list[dict]) -> None:  # type: ignore[type-arg]
                 highlight=False,
             )
         console.print(f"  {c['drift_hint']}", highlight=False)
+
+
+def print_alias_history(moves: list[dict]) -> None:  # type: ignore[type-arg]
+    if not moves:
+        console.print("no alias has moved yet", highlight=False)
+        return
+    rows = [
+        [
+            dt.datetime.fromtimestamp(m["at"]).isoformat(" ", "seconds"),
+            m["alias"],
+            f"{m['from'] or '(new)'} → {m['to']}",
+            m["reason"],
+        ]
+        for m in moves
+    ]
+    print_table("alias history", ["when", "alias", "from → to", "reason"], rows)

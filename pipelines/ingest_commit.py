@@ -1,7 +1,7 @@
 """The commit of an ingest batch: store rows and a new index generation of every building
 and live collection, in one store transaction (``ragkit.collection.committing``, the commit
 protocol every writer job uses): all collections move to their next generation together, or
-none does. Kept apart from the walk-and-parse half of :mod:`ragkit.pipelines.ingest`.
+none does. Called by the staging half of an ingest (:mod:`ragkit.pipelines.ingest_stage`).
 """
 
 from __future__ import annotations

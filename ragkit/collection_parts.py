@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ragkit.chunking import Chunker
 from ragkit.collection_spec import ChunkingSpec, CollectionSpec, EncoderSpec
@@ -22,11 +22,88 @@ from ragkit.errors import EncoderMismatchError, RagkitError
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+
     from ragkit.collection import Collection
     from ragkit.config import ChunkingConfig, WorkspaceConfig
+    from ragkit.documents import Hit
     from ragkit.encoders.protocol import Encoder
+    from ragkit.lock import WorkspaceLock
+    from ragkit.store import Store
 
-__all__ = ["CollectionParts", "chunker_for", "encoder_spec_of", "tokenizer_id"]
+__all__ = [
+    "CheckedSource",
+    "CollectionParts",
+    "CollectionSource",
+    "QueryableSource",
+    "chunker_for",
+    "encoder_spec_of",
+    "tokenizer_id",
+]
+
+
+class CollectionSource(Protocol):
+    """Where collections and their parts come from: what the query path needs, and all it
+    may touch. :class:`~ragkit.workspace.Workspace` is one; the Searcher, doctor, drift and
+    training are typed against this (or one of the two below) so that none of them reaches
+    for the rest of a workspace (its jobs, lock or facade)."""
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def config(self) -> WorkspaceConfig:
+        """ragkit.toml: query-time settings (rerank, a ``[fusion]`` table) and seeds."""
+        ...
+
+    def collection(self, alias: str = ...) -> Collection | None:
+        """The collection an alias points at, or the collection of that name."""
+        ...
+
+    def encoder_for(self, collection: Collection) -> Encoder: ...
+
+    def sparse_channel_for(self, collection: Collection) -> SparseChannel | None: ...
+
+    def warm_encoder(self, collection: Collection) -> None:
+        """Load the collection's encoder ahead of its first query (errors left for it)."""
+        ...
+
+
+class CheckedSource(CollectionSource, Protocol):
+    """What ``ragkit doctor`` and the drift report add: a peek at the writer lock (a writer's
+    next generation is not stray) and the encoder already in memory, whose fingerprint
+    stands for ``[encoder]`` (None: none loaded; drift then loads nothing)."""
+
+    @property
+    def lock(self) -> WorkspaceLock: ...
+
+    @property
+    def loaded_encoder(self) -> Encoder | None: ...
+
+
+class QueryableSource(CollectionSource, Protocol):
+    """What mining and the fine-tuning evaluator add: the seeding encoder (the model being
+    fine-tuned) and the same queries a user runs."""
+
+    @property
+    def encoder(self) -> Encoder: ...
+
+    def query_many(
+        self,
+        texts: list[str],
+        *,
+        k: int = ...,
+        mode: str | None = ...,
+        rerank: bool | str | None = ...,
+        query_vectors: np.ndarray | None = ...,
+    ) -> list[list[Hit]]: ...
+
+    def available_modes(self, alias: str = ...) -> list[str]: ...
 
 
 class CollectionParts:

@@ -25,7 +25,8 @@ from ragkit.indexes import close_index
 from ragkit.sparse_channel import SparseChannel, sparse_path
 
 if TYPE_CHECKING:
-    from ragkit.workspace import Workspace
+    from ragkit.collection_parts import CheckedSource
+    from ragkit.store import Store
 
 __all__ = ["Check", "CollectionReport", "DoctorReport", "check_workspace"]
 
@@ -101,14 +102,14 @@ class DoctorReport:
         return {"ok": self.ok, **asdict(self)}
 
 
-def check_workspace(workspace: Workspace, *, quick: bool = False) -> DoctorReport:
+def check_workspace(workspace: CheckedSource, *, quick: bool = False) -> DoctorReport:
     """Every check, for the store and for each collection (also those no alias points at)."""
     store = workspace.store
-    checks = _store_checks(workspace, quick)
+    checks = _store_checks(store, quick)
     collections: list[CollectionReport] = []
     try:
         aliases = store.aliases()
-        checks.append(_alias_check(workspace, aliases))
+        checks.append(_alias_check(store, aliases))
         writer_active = workspace.lock.held_elsewhere()
         for record in store.collections():
             collection = Collection(store, workspace.root, record)
@@ -126,7 +127,7 @@ def check_workspace(workspace: Workspace, *, quick: bool = False) -> DoctorRepor
     return DoctorReport(str(workspace.root), checks, collections)
 
 
-def _settings_check(workspace: Workspace, collection: Collection) -> Check:
+def _settings_check(workspace: CheckedSource, collection: Collection) -> Check:
     from ragkit.collection_spec import MIGRATION_HINT
     from ragkit.workspace_status import collection_drift
 
@@ -137,9 +138,8 @@ def _settings_check(workspace: Workspace, collection: Collection) -> Check:
     return Check(SETTINGS, DRIFT, detail, {"fields": len(drift)})
 
 
-def _store_checks(workspace: Workspace, quick: bool) -> list[Check]:
+def _store_checks(store: Store, quick: bool) -> list[Check]:
     """SQLite's integrity check, and that every chunk's document row still exists."""
-    store = workspace.store
     try:
         broken = store.integrity_problems(quick=quick)
         orphans = store.foreign_key_problems()
@@ -160,8 +160,8 @@ def _store_checks(workspace: Workspace, quick: bool) -> list[Check]:
     return checks
 
 
-def _alias_check(workspace: Workspace, aliases: dict[str, str]) -> Check:
-    known = {record.name for record in workspace.store.collections()}
+def _alias_check(store: Store, aliases: dict[str, str]) -> Check:
+    known = {record.name for record in store.collections()}
     dangling = {a: c for a, c in aliases.items() if c not in known}
     if dangling:
         names = ", ".join(f"{a} → {c}" for a, c in sorted(dangling.items()))

@@ -39,7 +39,7 @@ from ragkit.retrieval.limits import check_k, check_query_text
 from ragkit.retrieval.search import Searcher
 from ragkit.sparse_channel import SparseChannel, make_sparse_channel
 from ragkit.store import CollectionRecord, Store
-from ragkit.workspace_status import workspace_status
+from ragkit.workspace_status import alias_history, workspace_status
 
 if TYPE_CHECKING:
     from ragkit.config import ChunkingConfig, EncoderConfig, IndexConfig, SparseConfig
@@ -104,6 +104,11 @@ class Workspace:
         return self._encoder
 
     @property
+    def loaded_encoder(self) -> Encoder | None:
+        """The configured (or given) encoder if it is in memory already; None loads nothing."""
+        return self._encoder
+
+    @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
             self._chunker = chunker_for(self.encoder, self.config.chunking)
@@ -125,6 +130,9 @@ class Workspace:
 
     def sparse_channel_for(self, collection: Collection) -> SparseChannel | None:
         return self.parts.sparse_channel(collection)
+
+    def warm_encoder(self, collection: Collection) -> None:
+        self.parts.warm(collection)
 
     # -- collections ------------------------------------------------------------------------
     def collection(self, alias: str = DEFAULT_ALIAS) -> Collection | None:
@@ -251,6 +259,10 @@ class Workspace:
 
         self.store.set_alias(alias, collection)
         follow_store_aliases_or_warn(self)
+
+    def alias_history(self, alias: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Where each alias pointed and when, newest first (see ``workspace_status``)."""
+        return alias_history(self.store, alias, limit)
 
     # -- jobs: each runs through the job runner (pipelines/_runner.py), never takes the lock --
     def ingest(self, *paths: str | Path, **options: Any) -> IngestReport:

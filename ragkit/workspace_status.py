@@ -16,16 +16,18 @@ from ragkit.collection import Collection
 from ragkit.collection_spec import MIGRATION_HINT, Drift, spec_drift
 
 if TYPE_CHECKING:
-    from ragkit.workspace import Workspace
+    from ragkit.collection_parts import CheckedSource
+    from ragkit.store import Store
 
-__all__ = ["collection_drift", "collection_summary", "workspace_status"]
+__all__ = ["alias_history", "collection_drift", "collection_summary", "workspace_status"]
 
 
-def workspace_status(workspace: Workspace) -> dict[str, Any]:
+def workspace_status(workspace: CheckedSource) -> dict[str, Any]:
     store = workspace.store
     aliases = store.aliases()
     collections = [
-        collection_summary(workspace, collection, aliases) for collection in workspace.collections()
+        collection_summary(workspace, Collection(store, workspace.root, record), aliases)
+        for record in store.collections()
     ]
     return {
         "workspace": str(workspace.root),
@@ -47,17 +49,35 @@ def workspace_status(workspace: Workspace) -> dict[str, Any]:
     }
 
 
-def collection_drift(workspace: Workspace, collection: Collection) -> list[Drift]:
+def alias_history(store: Store, alias: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The moves of every alias (or of ``alias``), newest first: when (epoch seconds ``at``),
+    which alias, from which collection (None: the alias was new) to which, and why: ``set``
+    (``set_alias``, the first ingest), or a migration's cutover or rollback. Each move is
+    written by ``store.set_alias`` in the transaction that makes it; a store older than
+    schema 5 has none."""
+    return [
+        {
+            "at": move.at,
+            "alias": move.alias,
+            "from": move.previous,
+            "to": move.collection,
+            "reason": move.reason,
+        }
+        for move in store.alias_history(alias, limit)
+    ]
+
+
+def collection_drift(workspace: CheckedSource, collection: Collection) -> list[Drift]:
     """Only building and live collections are compared: a retired one is kept as it was."""
     if collection.state == "retired":
         return []
-    given = workspace._encoder  # an encoder in memory stands for [encoder]
+    given = workspace.loaded_encoder  # an encoder in memory stands for [encoder]
     fingerprint = given.fingerprint if given is not None else None
     return spec_drift(collection.record.spec, workspace.config, encoder_fp=fingerprint)
 
 
 def collection_summary(
-    workspace: Workspace, collection: Collection, aliases: dict[str, str]
+    workspace: CheckedSource, collection: Collection, aliases: dict[str, str]
 ) -> dict[str, Any]:
     record = collection.record
     spec = record.spec

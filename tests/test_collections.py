@@ -256,3 +256,112 @@ def test_a_handed_in_encoder_that_claims_the_collections_model_is_refused(
         pytest.raises(EncoderMismatchError, match="fingerprint"),
     ):
         kit.query("dog", collection=workspace.collection().name)
+
+
+class Borrowed:
+    """Exactly a protocol's members, borrowed from a workspace: whatever else a consumer
+    reached for would be an AttributeError."""
+
+    def __init__(self, kit: ragkit.Workspace, protocol: type) -> None:
+        self._kit = kit
+        self._names = protocol_members(protocol)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        if name not in self._names:
+            raise AttributeError(f"{name!r} is not a member of the source")
+        return getattr(self._kit, name)
+
+
+def protocol_members(protocol: type) -> set[str]:
+    import typing
+
+    skip = (object, typing.Protocol, typing.Generic)
+    return {
+        name
+        for cls in protocol.__mro__
+        if cls not in skip
+        for name in vars(cls)
+        if not name.startswith("_")
+    }
+
+
+def test_the_searcher_doctor_and_mining_need_only_their_source(tmp_path, docs, model_dirs) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.collection_parts import CheckedSource, CollectionSource, QueryableSource
+    from ragkit.doctor import check_workspace
+    from ragkit.retrieval.search import Searcher
+    from ragkit.training import MiningConfig, mine_hard_negatives
+    from ragkit.training.pairs import Pair
+
+    assert protocol_members(CollectionSource) == {
+        "root", "store", "config", "collection", "encoder_for", "sparse_channel_for",
+        "warm_encoder",
+    }  # fmt: skip
+    a, b = model_dirs
+    with open_with(tmp_path / "ws", a) as kit:
+        kit.ingest(docs)
+        kit.create_collection("b", encoder=EncoderConfig(model=str(b)))
+        searcher = Searcher(Borrowed(kit, CollectionSource))
+        for name in ("default", "b"):
+            for mode in ("dense", "sparse", "hybrid"):
+                got = searcher.query_many(
+                    QUERIES,
+                    k=3,
+                    where=None,
+                    mode=mode,
+                    rerank=False,
+                    alias=name,
+                    query_vectors=None,
+                )
+                want = kit.query_many(QUERIES, k=3, mode=mode, rerank=False, collection=name)
+                assert got == want and all(got), (name, mode)
+            assert searcher.available_modes(name) == kit.available_modes(name)
+        with pytest.raises(WorkspaceError, match="no collection or alias 'c'"):
+            searcher.query_many(
+                ["dog"], k=1, where=None, mode=None, rerank=False, alias="c", query_vectors=None
+            )
+        checked = check_workspace(Borrowed(kit, CheckedSource))
+        assert checked.ok and checked.to_dict() == kit.doctor().to_dict()
+        assert len(checked.collections) == 2  # both collections were checked
+        pairs = [Pair("dog pear", "the dog ate a green pear", positive_doc="pets.md")]
+        config = MiningConfig(num_negatives=2, relative_margin=None)
+        mined = mine_hard_negatives(Borrowed(kit, QueryableSource), pairs, config)
+        assert mined.records == mine_hard_negatives(kit, pairs, config).records
+        assert mined.pairs and mined.pairs[0].negatives
+        with pytest.raises(AttributeError, match="'ingest' is not a member"):
+            Borrowed(kit, QueryableSource).ingest  # noqa: B018
+
+
+def test_collections_history_shows_every_alias_move(tmp_path, docs, model_dirs) -> None:  # type: ignore[no-untyped-def]
+    a, b = model_dirs
+    root = tmp_path / "ws"
+    with open_with(root, a) as kit:
+        kit.ingest(docs)
+        first = kit.collection().name
+        kit.create_collection("b", encoder=EncoderConfig(model=str(b)))
+        kit.set_alias("default", "b")
+        kit.set_alias("staging", first)
+        kit.set_alias("default", first)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["collections", "-w", str(root), "--history", "--json"])
+    assert shown.exit_code == 0, shown.output
+    moves = json.loads(shown.output)
+    assert [(m["alias"], m["from"], m["to"], m["reason"]) for m in moves] == [
+        ("default", "b", first, "set"),
+        ("staging", None, first, "set"),
+        ("default", first, "b", "set"),
+        ("default", None, first, "set"),  # the first ingest made the default alias
+    ]
+    assert [m["at"] for m in moves] == sorted((m["at"] for m in moves), reverse=True)
+    only = runner.invoke(
+        app, ["collections", "-w", str(root), "--history", "--alias", "staging", "--json"]
+    )
+    assert [m["alias"] for m in json.loads(only.output)] == ["staging"]
+    latest = runner.invoke(
+        app, ["collections", "-w", str(root), "--history", "--limit", "1", "--json"]
+    )
+    assert [(m["from"], m["to"]) for m in json.loads(latest.output)] == [("b", first)]
+    table = runner.invoke(app, ["collections", "-w", str(root), "--history"], terminal_width=200)
+    assert table.exit_code == 0, table.output
+    lines = [line for line in table.output.splitlines() if "default" in line or "staging" in line]
+    assert len(lines) == 4
+    assert f"b → {first}" in lines[0] and f"(new) → {first}" in lines[-1]

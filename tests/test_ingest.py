@@ -153,8 +153,7 @@ def test_a_chunking_edit_is_reported_not_applied_and_a_new_collection_reuses_the
     report = kit.ingest()
     assert (report.chunks_added, report.chunks_deleted, report.chunks_encoded) == (0, 0, 0)
     assert any(
-        "chunking.context_headers" in p and "ragkit migrate start" in p
-        for p in report.problems
+        "chunking.context_headers" in p and "ragkit migrate start" in p for p in report.problems
     )
     assert store_ids(kit) == before == index_ids(kit)  # the live collection kept its chunks
     # The new settings go to a collection of their own, over the same documents.

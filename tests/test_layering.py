@@ -72,6 +72,8 @@ def test_contracts_catch_an_import_that_points_up(tmp_path: Path) -> None:
     package = root / "ragkit"
     (package / "up_reach.py").write_text("import ragkit.pipelines.eval\nimport ragkit.cli.app\n")
     (package / "connectors" / "up_reach.py").write_text("import ragkit.pipelines.ingest\n")
+    # the query path takes a CollectionSource; reaching for the whole workspace is refused
+    (package / "retrieval" / "up_reach.py").write_text("import ragkit.workspace\n")
     # the facade exception covers exactly ingest and repair, not every pipeline
     with (package / "workspace.py").open("a") as handle:
         handle.write("\n\ndef _eval():\n    import ragkit.pipelines.eval\n")
@@ -85,5 +87,6 @@ def test_contracts_catch_an_import_that_points_up(tmp_path: Path) -> None:
         "ragkit.up_reach -> ragkit.cli.app",
         "ragkit.workspace -> ragkit.pipelines.eval",
         "ragkit.connectors.up_reach -> ragkit.pipelines.ingest",
+        "ragkit.retrieval.up_reach -> ragkit.workspace",
     ):
         assert line in result.stdout, result.stdout

@@ -147,13 +147,13 @@ def test_the_default_cap_is_per_document_so_record_files_of_many_documents_inges
 
 
 def test_an_interrupted_ingest_leaves_no_worker_behind(workspace, docs, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from ragkit.pipelines import ingest as ingest_module
+    from ragkit.pipelines.ingest_stage import Staging
 
     def interrupt(self, source, file_path, documents):  # type: ignore[no-untyped-def]
         assert children()  # the worker is alive while the job runs
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ingest_module._IngestJob, "_stage_documents", interrupt)
+    monkeypatch.setattr(Staging, "stage_documents", interrupt)
     with pytest.raises(KeyboardInterrupt):
         workspace.ingest(docs)
     assert not children()

@@ -135,6 +135,51 @@ def test_killed_worker_is_retried_and_every_chunk_embedded_once(
         np.testing.assert_allclose(vectors[text_hash], vector, atol=1e-5)
 
 
+def test_each_collection_is_encoded_by_actors_of_its_own_model(
+    cluster, tmp_path, model_dir
+) -> None:
+    """Two collections of two tiny models in one workspace on Ray: the actors of each load the
+    model of its spec (also the one ragkit.toml does not name), and the vectors cached for
+    each are its model's, for the build of the second collection and for a later ingest."""
+    from conftest import build_tiny_model
+    from test_ingest import write
+
+    from ragkit.encoders.dense import DenseEncoder
+
+    other = tmp_path / "other-model"
+    build_tiny_model(seed=1).save(str(other))
+    root = make_workspace(tmp_path / "ws", model_dir, engine="ray")
+    kit = ragkit.open(root, create=True)
+    try:
+        assert kit.store.encode_engine.name == "ray"
+        assert kit.ingest(SAMPLE_CORPUS).ok
+        kit.create_collection("other", encoder=EncoderConfig(model=str(other)))
+        extra = tmp_path / "extra"
+        write(extra / "new.md", "# Late\n\nthe router sat on a green subnet\n")
+        report = kit.ingest(extra)
+        assert report.ok and report.chunks_encoded >= 2  # the new chunk, once per model
+        by_model = {}
+        for collection in kit.collections():
+            record = collection.record
+            rows = kit.store.chunk_hashes(collection.chunking_fp)
+            cached = kit.store.cached_vectors([h for _, h, _ in rows], record.model_fp, record.dim)
+            assert len(cached) == len({h for _, h, _ in rows}) > 3 * COMPUTE["batch_size"]
+            texts = {h: t for _, h, t in rows}
+            model = record.spec.encoder.model
+            local = DenseEncoder.load(EncoderConfig(model=model)).encode_documents(
+                list(texts.values())
+            )
+            got = np.stack([cached[h] for h in texts])
+            np.testing.assert_allclose(got, local, atol=1e-5)
+            by_model[model] = got
+        assert set(by_model) == {str(model_dir), str(other)}
+        first, second = by_model.values()
+        assert not np.allclose(first, second, atol=1e-2)  # two models, two sets of vectors
+        assert kit.doctor().ok
+    finally:
+        kit.close()
+
+
 def test_vectors_of_another_model_are_refused(tiny_encoder) -> None:
     """A worker that loaded other files than the writer's model must not fill its cache."""
     from ragkit.compute.ray_engine import check_part

@@ -2,12 +2,17 @@
 
 ``ray.data.from_items`` turns the length-sorted ``(text hash, text)`` pairs into blocks of one
 part each; ``map_batches`` runs them through :class:`EncoderActor`, an actor pool in which each
-actor builds the encoder once from the collection's ``[encoder]`` config with ``load_encoder``,
-so any provider works the same way: a local model (one GPU per actor where the cluster has
-GPUs) or a remote HTTP encoder, whose actors then only fan out requests (keep ``actors`` within
-the service's rate limit). Vectors stream back to this process part by part, in whatever order
-parts finish, keyed by text hash; the caller (``encode_into_cache``) caches each part before it
-takes the next, so a crash anywhere loses only the parts in flight.
+actor builds the encoder once with ``load_encoder``, from the config the writer built the very
+encoder it hands over from (``recipe_of``): for a collection's encoder that is the collection's
+spec (``spec.encoder.config(runtime)``, see ``ragkit.collection_parts``), so two collections of
+two models (a migration's shadow and its live collection) each get actors of their own model,
+whatever ragkit.toml says; an encoder made in memory has no recipe and the engine's own
+``[encoder]`` config applies. Any provider works the same way: a local model (one GPU per
+actor where the cluster has GPUs) or a remote HTTP encoder, whose actors then only fan out
+requests (keep ``actors`` within the service's rate limit). Vectors stream back to this
+process part by part, in whatever order parts finish, keyed by text hash; the caller
+(``encode_into_cache``) caches each part before it takes the next, so a crash anywhere loses
+only the parts in flight.
 
 An actor that dies (a killed worker, a lost node) is restarted and its batch retried, up to
 ``[compute] max_restarts`` times; past that the job fails with the parts done so far cached.
@@ -91,9 +96,12 @@ class RayEngine:
             return
         ray = _import_ray()
         self._connect(ray)
-        from ragkit.encoders.registry import ENCODERS
+        from ragkit.encoders.registry import ENCODERS, recipe_of
+
+        config = recipe_of(encoder) or self.encoder_config
 
         actors, gpus = self._pool_size(ray.cluster_resources())
+        actors = min(actors, len(items))  # a pool larger than its blocks only idles (and warns)
         # At least one block per actor, or the pool's extra actors idle on a small job.
         batch_size = min(self.compute.batch_size or step, math.ceil(len(items) / actors))
         threads = self.compute.threads_per_actor or max(1, (os.cpu_count() or 1) // actors)
@@ -106,8 +114,8 @@ class RayEngine:
         encoded = dataset.map_batches(
             EncoderActor,
             fn_constructor_kwargs={
-                "config": self.encoder_config,
-                "factory": ENCODERS.get(self.encoder_config.provider),
+                "config": config,
+                "factory": ENCODERS.get(config.provider),
                 "threads": threads,
             },
             compute=ray.data.ActorPoolStrategy(size=actors),
@@ -184,9 +192,9 @@ def check_part(part: dict[str, np.ndarray], model_fp: str) -> EncodedPart:
         found, _, name = described.partition(" ")
         if found != model_fp:
             raise EncoderMismatchError(
-                f"the Ray workers built encoder {name!r} ({found[:12]}) from [encoder], but "
-                f"the collection's vectors are for {model_fp[:12]}; every worker must load the "
-                "same model (same path and files on every node) as the writer"
+                f"the Ray workers built encoder {name!r} ({found[:12]}), but the collection's "
+                f"vectors are for {model_fp[:12]}; every worker must load the same model (same "
+                "path and files on every node) as the writer"
             )
     return hashes, np.asarray(part["vector"], dtype=np.float32).reshape(len(hashes), -1)
 

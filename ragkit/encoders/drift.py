@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from ragkit.collection_parts import CollectionSource
     from ragkit.doctor import Check
     from ragkit.encoders.protocol import Encoder
     from ragkit.store import CollectionRecord
-    from ragkit.workspace import Workspace
 
 __all__ = ["DRIFT_THRESHOLD", "ENCODER_DRIFT", "drift_checks", "probe_cosine", "probe_record"]
 
@@ -54,7 +54,7 @@ def probe_cosine(recorded: dict[str, Any], encoder: Encoder) -> float:
     return float(before32 @ now) / denominator
 
 
-def drift_checks(workspace: Workspace, record: CollectionRecord) -> list[Check]:
+def drift_checks(workspace: CollectionSource, record: CollectionRecord) -> list[Check]:
     """The drift check of one collection for ``ragkit doctor``: none for a collection without
     a probe (local models are fingerprinted by their weights), skipped when the workspace's
     encoder is no longer the collection's or the service cannot be reached."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,7 @@ __all__ = [
     "offline_if_local",
     "pick_device",
     "quiet_loading",
+    "recipe_of",
     "register_encoder",
     "resolve_model_path",
     "resolve_teacher",
@@ -57,11 +60,43 @@ def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
 
 
 def load_encoder(config: EncoderConfig) -> Encoder:
-    """The encoder ``[encoder]`` describes (its preset filled in), built by its provider."""
+    """The encoder ``[encoder]`` describes (its preset filled in), built by its provider.
+    The config is remembered as the encoder's recipe (:func:`recipe_of`)."""
     from ragkit.encoders.presets import apply_preset
 
     config = apply_preset(config)
-    return ENCODERS.get(config.provider)(config)
+    encoder = ENCODERS.get(config.provider)(config)
+    _remember_recipe(encoder, config)
+    return encoder
+
+
+#: id(encoder) -> (a weak reference to it, the config it was built from)
+_RECIPES: dict[int, tuple[weakref.ref[Any], EncoderConfig]] = {}
+_RECIPES_LOCK = threading.Lock()
+
+
+def recipe_of(encoder: Encoder) -> EncoderConfig | None:
+    """The config :func:`load_encoder` built ``encoder`` from, or None (an encoder made in
+    memory). An engine that builds its own copy elsewhere (a Ray actor) builds this one, so a
+    collection's encoder, loaded from the collection's spec, is the one its workers load."""
+    with _RECIPES_LOCK:
+        entry = _RECIPES.get(id(encoder))
+    if entry is None or entry[0]() is not encoder:
+        return None
+    return entry[1]
+
+
+def _remember_recipe(encoder: Encoder, config: EncoderConfig) -> None:
+    try:
+        reference = weakref.ref(encoder)
+    except TypeError:  # not weakly referable: no recipe, the engine's own config applies
+        return
+    with _RECIPES_LOCK:
+        # Entries of encoders gone are dropped here rather than by weakref callbacks, which
+        # the garbage collector could run while this very lock is held.
+        for key in [key for key, (ref, _) in _RECIPES.items() if ref() is None]:
+            del _RECIPES[key]
+        _RECIPES[id(encoder)] = (reference, config)
 
 
 DEFAULT_DENSE_MODEL = "default"

@@ -26,14 +26,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 
-from ragkit.errors import ConfigError, IndexCorruptError, MissingDependencyError
+from ragkit.errors import ConfigError, IndexCorruptError
+from ragkit.indexes.bm25_terms import (
+    STEMMER_LANGUAGE,
+    STOPWORDS,
+    TermCounts,
+    count_terms,
+    make_stemmer,
+)
 from ragkit.indexes.sparse_index import SparseIndex, csr_problem, read_npz, write_npz
 
 __all__ = ["TERM_KEYS", "BM25Index", "TermCounts", "count_terms", "term_key"]
@@ -41,60 +47,8 @@ __all__ = ["TERM_KEYS", "BM25Index", "TermCounts", "count_terms", "term_key"]
 _FORMAT = "ragkit-bm25-index"
 _VERSION = 2
 _SCORES_ONLY_VERSION = 1  # files written before term counts were kept
-_STEMMER_LANGUAGE = "english"
-_STOPWORDS = "en"
 _INDEX_PREFIX = "index."
 _COUNTS_PREFIX = "counts."
-
-
-@dataclass(frozen=True)
-class TermCounts:
-    """Tokenized texts: ``matrix[i, j]`` is how often ``terms[j]`` occurs in text *i*.
-
-    The terms are the texts' own (sorted), not an index's vocabulary, so texts can be counted
-    before the index they go into is loaded or locked; :meth:`BM25Index.add` maps them.
-    """
-
-    terms: list[str]
-    matrix: sparse.csr_matrix  # (texts × terms), int32 counts
-
-    def __len__(self) -> int:
-        return int(self.matrix.shape[0])
-
-
-def count_terms(texts: Sequence[str], stemmer: Any = None) -> TermCounts:
-    """Tokenize ``texts`` into term counts: the one costly step of BM25, done once per text.
-
-    ``stemmer`` is a PyStemmer english stemmer to reuse (one is made when None); a stemmer is
-    not thread-safe, so concurrent callers pass their own or none.
-    """
-    if isinstance(texts, str):
-        raise ConfigError("count_terms() takes a list of texts; wrap the string in [ ]")
-    texts = list(texts)
-    if not texts:
-        return TermCounts([], sparse.csr_matrix((0, 0), dtype=np.int32))
-    tokenized = _import_bm25s().tokenize(
-        texts,
-        stopwords=_STOPWORDS,
-        stemmer=_make_stemmer() if stemmer is None else stemmer,
-        return_ids=True,
-        show_progress=False,
-    )
-    # Sorted terms make the saved vocabulary independent of bm25s's set iteration order.
-    terms = sorted(tokenized.vocab)
-    sorted_column = np.empty(len(terms), dtype=np.int32)
-    sorted_column[[tokenized.vocab[term] for term in terms]] = np.arange(len(terms))
-    lengths = np.fromiter(map(len, tokenized.ids), dtype=np.int64, count=len(texts))
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    flat = np.fromiter(
-        itertools.chain.from_iterable(tokenized.ids), dtype=np.int64, count=int(indptr[-1])
-    )
-    matrix = sparse.csr_matrix(
-        (np.ones(len(flat), dtype=np.int32), sorted_column[flat], indptr),
-        shape=(len(texts), len(terms)),
-    )
-    matrix.sum_duplicates()  # one entry per (text, term), holding its count
-    return TermCounts(terms, matrix)
 
 
 class BM25Index:
@@ -222,8 +176,8 @@ class BM25Index:
             "format": np.array(_FORMAT),
             "k1": np.array(self.k1),
             "b": np.array(self.b),
-            "stemmer": np.array(_STEMMER_LANGUAGE),
-            "stopwords": np.array(_STOPWORDS),
+            "stemmer": np.array(STEMMER_LANGUAGE),
+            "stopwords": np.array(STOPWORDS),
         }
         if self._counts is None:  # a version-1 index is written back as it was read
             arrays["version"] = np.array(_SCORES_ONLY_VERSION, dtype=np.int64)
@@ -255,8 +209,8 @@ class BM25Index:
             version = int(arrays["version"])
             if str(arrays["format"]) != _FORMAT or version not in (_VERSION, _SCORES_ONLY_VERSION):
                 raise corrupt(f"format {arrays['format']!s} version {arrays['version']!s}")
-            if str(arrays["stemmer"]) != _STEMMER_LANGUAGE or str(arrays["stopwords"]) != (
-                _STOPWORDS
+            if str(arrays["stemmer"]) != STEMMER_LANGUAGE or str(arrays["stopwords"]) != (
+                STOPWORDS
             ):
                 raise corrupt("it was built with another tokenizer")
             index = cls(k1=float(arrays["k1"]), b=float(arrays["b"]))
@@ -332,7 +286,7 @@ class BM25Index:
 
     def _own_stemmer(self) -> Any:
         if self._stemmer is None:
-            self._stemmer = _make_stemmer()
+            self._stemmer = make_stemmer()
         return self._stemmer
 
     def _query_matrix(self, queries: Sequence[str], width: int) -> sparse.csr_matrix:
@@ -451,19 +405,3 @@ def _widened(counts: sparse.csr_matrix, n_terms: int) -> sparse.csr_matrix:
     return sparse.csr_matrix(
         (counts.data, counts.indices, counts.indptr), shape=(counts.shape[0], n_terms)
     )
-
-
-def _import_bm25s() -> Any:
-    try:
-        import bm25s
-    except ImportError as exc:
-        raise MissingDependencyError("bm25s", "sparse", "The BM25 index") from exc
-    return bm25s
-
-
-def _make_stemmer() -> Any:
-    try:
-        import Stemmer
-    except ImportError as exc:
-        raise MissingDependencyError("PyStemmer", "sparse", "The BM25 index's stemmer") from exc
-    return Stemmer.Stemmer(_STEMMER_LANGUAGE)

@@ -2,8 +2,10 @@
 indexes → (for document hits: each channel's chunks grouped into documents) → fusion → rerank.
 
 Kept apart from :mod:`ragkit.workspace` so that the workspace stays about its parts and jobs,
-while everything a query touches (and caches between queries) lives here. A workspace owns one
-:class:`Searcher`; its ``query``/``query_many``/``channel_runs`` methods delegate to it.
+while everything a query touches (and caches between queries) lives here. The Searcher takes a
+:class:`~ragkit.collection_parts.CollectionSource` (root, store, config, the collection an
+alias names, each collection's encoder and sparse channel), not the workspace: a workspace
+owns one Searcher over itself, and its ``query``/``query_many``/``channel_runs`` delegate to it.
 
 A query resolves its alias once and then works only with that collection: an alias swap in
 the middle of a query (one store transaction) changes the next query, never half of this one.
@@ -37,9 +39,9 @@ from ragkit.sparse_channel import ExportsSparseVectors
 
 if TYPE_CHECKING:
     from ragkit.collection import Collection
+    from ragkit.collection_parts import CollectionSource
     from ragkit.config import FusionConfig, WorkspaceConfig
     from ragkit.indexes import DenseIndex
-    from ragkit.workspace import Workspace
 
 __all__ = ["Searcher"]
 
@@ -53,11 +55,11 @@ _WARM_EVERY = 5.0
 
 
 class Searcher:
-    """Answers queries for one workspace and keeps what is costly to load between them: the
-    indexes of each collection's committed generation and the cross-encoders by name."""
+    """Answers queries over one source's collections and keeps what is costly to load between
+    them: the indexes of each collection's committed generation and the cross-encoders by name."""
 
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
+    def __init__(self, source: CollectionSource) -> None:
+        self.source = source
         self._readers: dict[str, tuple[int, DenseIndex, Any, IndexCorruptError | None]] = {}
         self._rerankers: dict[str, Any] = {}
         self._adapters: dict[str, tuple[int, Any]] = {}
@@ -76,7 +78,7 @@ class Searcher:
         query_vectors: np.ndarray | None,
         documents: bool | str = False,
     ) -> list[list[Hit]]:
-        config = self.workspace.config
+        config = self.source.config
         scoring = _document_scoring(config, documents)
         collection = self._collection_for_query(alias)
         base_mode, use_rerank = self._resolve_mode(collection, mode, rerank)
@@ -98,7 +100,7 @@ class Searcher:
             depth = max(depth, config.rerank.top_n)
         if scoring is not None:
             depth *= CHUNKS_PER_DOCUMENT  # several chunks of a document share its rank
-        channel = self.workspace.sparse_channel_for(collection)
+        channel = self.source.sparse_channel_for(collection)
         engine = scoring is None and _engine_fuses(collection, reader[0], channel, fusion)
         if base_mode == "hybrid" and engine:
             ranked = self._fused_in_engine(
@@ -124,7 +126,7 @@ class Searcher:
             ranked = [combine([run[i] for run in runs]) for i in range(len(texts))]
             if scoring is not None:
                 ranked = self._by_document(runs, ranked, scoring, combine)
-        rows = self.workspace.store.chunk_rows(sorted({i for r in ranked for i, _ in r}))
+        rows = self.source.store.chunk_rows(sorted({i for r in ranked for i, _ in r}))
         if use_rerank:
             ranked = self._rerank(texts, ranked, rows, rerank)
         return [_hits(r[:k], rows) for r in ranked]
@@ -140,7 +142,7 @@ class Searcher:
         the channels' document rankings combined; a document is shown by its chunk that ranks
         first in the chunk ranking."""
         chunk_ids = {chunk for channel in runs for run in channel for chunk in run}
-        document_of = self.workspace.store.chunk_documents(sorted(chunk_ids))
+        document_of = self.source.store.chunk_documents(sorted(chunk_ids))
         out = []
         for i, chunk_ranking in enumerate(ranked):
             shown = best_chunks(chunk_ranking, document_of)
@@ -172,14 +174,14 @@ class Searcher:
         channels: tuple[str, ...],
         query_vectors: np.ndarray | None,
     ) -> list[list[dict[int, float]]]:
-        workspace = self.workspace
+        source = self.source
         dense, sparse, sparse_fault = reader
         if "sparse" in channels and sparse_fault is not None:
             raise sparse_fault
         allowed = self._allowed_ids(collection, where)
         if allowed is not None and len(allowed) == 0:
             return [[{} for _ in texts] for _ in channels]
-        channel = workspace.sparse_channel_for(collection)
+        channel = source.sparse_channel_for(collection)
         runs: list[list[dict[int, float]]] = []
         for channel_name in channels:
             if channel_name == "dense":
@@ -207,7 +209,7 @@ class Searcher:
         allowed = self._allowed_ids(collection, where)
         if allowed is not None and len(allowed) == 0:
             return [[] for _ in texts]
-        channel: Any = self.workspace.sparse_channel_for(collection)
+        channel: Any = self.source.sparse_channel_for(collection)
         scores, ids = cast(HoldsSparseVectors, dense).search_hybrid(
             self._query_vectors(collection, texts, query_vectors),
             channel.query_vectors(sparse, texts),
@@ -224,7 +226,7 @@ class Searcher:
         filters = parse_filters(where)
         if not filters:
             return None
-        store = self.workspace.store
+        store = self.source.store
         where_sql, params = filters_sql(filters)
         allowed = store.chunk_ids_where(where_sql, params, collection.chunking_fp)
         if len(allowed) == 0:
@@ -243,15 +245,15 @@ class Searcher:
     def _encode_queries(self, collection: Collection, texts: list[str]) -> np.ndarray:
         """The collection's own encoder; or, while a migration's query adapter serves it,
         the new model's query vectors mapped into this collection's space."""
-        workspace = self.workspace
-        migration = workspace.store.adapter_serving(collection.name)
+        source = self.source
+        migration = source.store.adapter_serving(collection.name)
         if migration is None:
-            return workspace.encoder_for(collection).encode_queries(texts)
-        target = workspace.collection(migration.target)
+            return source.encoder_for(collection).encode_queries(texts)
+        target = source.collection(migration.target)
         if target is None or target.name != migration.target:
             raise WorkspaceError(f"the query adapter's collection {migration.target!r} is gone")
-        adapter = self._adapter(workspace.root / migration.adapter["path"])
-        return adapter(np.asarray(workspace.encoder_for(target).encode_queries(texts)))
+        adapter = self._adapter(source.root / migration.adapter["path"])
+        return adapter(np.asarray(source.encoder_for(target).encode_queries(texts)))
 
     def _adapter(self, path: Path) -> Any:
         key = str(path)
@@ -264,22 +266,20 @@ class Searcher:
         return cached[1]
 
     def available_modes(self, alias: str) -> list[str]:
-        workspace = self.workspace
-        collection = workspace.collection(alias)
+        source = self.source
+        collection = source.collection(alias)
         modes = ["dense"]
-        if collection is not None and collection.has_sparse(
-            workspace.sparse_channel_for(collection)
-        ):
+        if collection is not None and collection.has_sparse(source.sparse_channel_for(collection)):
             modes += ["sparse", "hybrid"]
-        if workspace.config.rerank.model:
+        if source.config.rerank.model:
             modes.append(f"{modes[-1]}+rerank")
         return modes
 
     def _resolve_mode(
         self, collection: Collection, mode: str | None, rerank: bool | str | None
     ) -> tuple[str, bool]:
-        config = self.workspace.config
-        has_sparse = collection.has_sparse(self.workspace.sparse_channel_for(collection))
+        config = self.source.config
+        has_sparse = collection.has_sparse(self.source.sparse_channel_for(collection))
         requested = mode or ("hybrid" if has_sparse else "dense")
         base, _, suffix = requested.partition("+")
         if base not in ("dense", "sparse", "hybrid") or suffix not in ("", "rerank"):
@@ -306,7 +306,7 @@ class Searcher:
         rows: dict[int, Any],
         model: bool | str | None,
     ) -> list[list[tuple[int, float]]]:
-        settings = self.workspace.config.rerank
+        settings = self.source.config.rerank
         reranker = self._reranker(model if isinstance(model, str) else settings.model)
         top_n = settings.top_n
         out = []
@@ -320,7 +320,7 @@ class Searcher:
         if cached is None:
             from ragkit.retrieval.rerank import CrossEncoderReranker
 
-            batch_size = self.workspace.config.rerank.batch_size
+            batch_size = self.source.config.rerank.batch_size
             cached = CrossEncoderReranker.load(name, batch_size=batch_size)
             self._rerankers[name] = cached
         return cached
@@ -328,20 +328,20 @@ class Searcher:
     def _collection_for_query(self, alias: str) -> Collection:
         """The alias (or collection name) resolved once; the collection's own encoder is
         loaded (or taken from the cache) here, so a mismatch is refused before any search."""
-        workspace = self.workspace
-        collection = workspace.collection(alias)
+        source = self.source
+        collection = source.collection(alias)
         if collection is None:
             if alias == "default":
                 raise WorkspaceError(
-                    f"{workspace.root}: nothing is indexed yet (no collection behind alias "
+                    f"{source.root}: nothing is indexed yet (no collection behind alias "
                     f"{alias!r}); run `ragkit ingest PATH` first"
                 )
-            known = ", ".join(sorted({*workspace.store.aliases(), *_names(workspace)}))
+            known = ", ".join(sorted({*source.store.aliases(), *_names(source)}))
             raise WorkspaceError(
-                f"{workspace.root}: no collection or alias {alias!r}; known: {known or 'none'}"
+                f"{source.root}: no collection or alias {alias!r}; known: {known or 'none'}"
             )
-        if workspace.store.adapter_serving(collection.name) is None:
-            workspace.encoder_for(collection)  # (an adapter serving: the new model encodes)
+        if source.store.adapter_serving(collection.name) is None:
+            source.encoder_for(collection)  # (an adapter serving: the new model encodes)
         self._warm_the_other_side(alias, collection)
         return collection
 
@@ -354,18 +354,18 @@ class Searcher:
         if now - self._warm_checked < _WARM_EVERY:
             return
         self._warm_checked = now
-        migration = self.workspace.store.open_migration(alias)
+        migration = self.source.store.open_migration(alias)
         if migration is None or migration.state == "backfilling":
             return
         other = migration.target if collection.name == migration.source else migration.source
-        found = self.workspace.collection(other)
+        found = self.source.collection(other)
         if found is None or other in self._warming:
             return
         self._warming.add(other)
 
         def load() -> None:
             try:
-                self.workspace.parts.warm(found)
+                self.source.warm_encoder(found)
             finally:
                 self._warming.discard(other)
 
@@ -379,7 +379,7 @@ class Searcher:
         cached = self._readers.get(collection.name)
         if cached and cached[0] == collection.record.generation:
             return cached[1], cached[2], cached[3]
-        channel = self.workspace.sparse_channel_for(collection)
+        channel = self.source.sparse_channel_for(collection)
         for attempt in range(3):
             generation = collection.record.generation
             dense = collection.load_dense()
@@ -423,8 +423,8 @@ def _document_scoring(config: WorkspaceConfig, documents: bool | str) -> Documen
     return replace(config.query.scoring(), method=documents)
 
 
-def _names(workspace: Workspace) -> list[str]:
-    return [record.name for record in workspace.store.collections()]
+def _names(source: CollectionSource) -> list[str]:
+    return [record.name for record in source.store.collections()]
 
 
 def _as_runs(scores: np.ndarray, ids: np.ndarray) -> list[dict[int, float]]:

@@ -21,9 +21,9 @@ from ragkit.evaluation.report import ReportRun
 from ragkit.training.mining import ChunkTable, search
 
 if TYPE_CHECKING:
+    from ragkit.collection_parts import QueryableSource
     from ragkit.encoders.protocol import Encoder
     from ragkit.encoders.sparse import SpladeEncoder
-    from ragkit.workspace import Workspace
 
 __all__ = ["REPORT_METRICS", "RetrievalEvaluator", "hard_subset"]
 
@@ -36,7 +36,7 @@ DocRun = dict[str, dict[str, float]]  # per query id: document -> score
 class RetrievalEvaluator:
     def __init__(
         self,
-        kit: Workspace,
+        kit: QueryableSource,
         queries: dict[str, str],
         qrels: dict[str, dict[str, int]],
         *,
@@ -212,7 +212,7 @@ class RetrievalEvaluator:
 
 
 def hard_subset(
-    kit: Workspace,
+    kit: QueryableSource,
     table: ChunkTable,
     texts: Sequence[str],
     qrels: dict[str, dict[str, int]],

@@ -34,9 +34,9 @@ from ragkit.errors import ConfigError
 from ragkit.training.pairs import Pair, doc_key, passage_text
 
 if TYPE_CHECKING:
+    from ragkit.collection_parts import QueryableSource
     from ragkit.documents import Hit
     from ragkit.encoders.protocol import Encoder
-    from ragkit.workspace import Workspace
 
 __all__ = [
     "ChunkTable",
@@ -119,7 +119,7 @@ class MiningResult:
 
 
 def search(
-    kit: Workspace,
+    kit: QueryableSource,
     texts: list[str],
     *,
     k: int,
@@ -131,7 +131,7 @@ def search(
     return kit.query_many(texts, k=k, mode=mode, rerank=False, query_vectors=query_vectors)
 
 
-def mining_mode(kit: Workspace, requested: str | None = None) -> str:
+def mining_mode(kit: QueryableSource, requested: str | None = None) -> str:
     modes = kit.available_modes()
     if requested is not None:
         if requested not in modes:
@@ -145,7 +145,7 @@ def mining_mode(kit: Workspace, requested: str | None = None) -> str:
 class ChunkTable:
     """Every chunk's passage text, document key and cached dense vector, read once per run."""
 
-    def __init__(self, kit: Workspace, encoder: Encoder) -> None:
+    def __init__(self, kit: QueryableSource, encoder: Encoder) -> None:
         self.store = kit.store
         self.encoder = encoder
         collection = kit.collection()  # mining searches the default collection: its chunks
@@ -202,7 +202,7 @@ class ChunkTable:
 
 
 def mine_hard_negatives(
-    kit: Workspace,
+    kit: QueryableSource,
     pairs: Sequence[Pair],
     config: MiningConfig | None = None,
     *,

@@ -22,8 +22,8 @@ from ragkit.errors import ConfigError, ConnectorError
 from ragkit.evaluation import corpus_id_from_uri
 
 if TYPE_CHECKING:
+    from ragkit.collection_parts import CollectionSource
     from ragkit.evaluation import BeirDataset
-    from ragkit.workspace import Workspace
 
 __all__ = [
     "InverseCloze",
@@ -215,7 +215,7 @@ class InverseCloze:
 
 
 def generate_pairs(
-    kit: Workspace,
+    kit: CollectionSource,
     *,
     generator: QueryGenerator | None = None,
     max_chunks: int | None = None,
