@@ -174,7 +174,9 @@ def main() -> None:
                     adapter(one)
                 apply_us = (time.perf_counter() - started) / 2000 * 1e6
                 adapters.append({**fitted, "sample": n, "apply_us_batch1": apply_us})
-                print(f"adapter {kind} n={n}: recall@10 {fitted['recall_at_10']:.3f}")
+                print(
+                    f"adapter {kind} n={n}: {fitted['relative_recall_at_10']:.3f} of new recall@10"
+                )
         info["adapters"] = adapters
 
         querier.phase = "gate"
@@ -226,14 +228,17 @@ def _report(info: dict[str, Any]) -> None:
           f"{info['gate_decision'][:80]}")  # fmt: skip
     print(f"cutover swap {info['cutover']['swap_seconds'] * 1000:.1f} ms; rollback swap "
           f"{info['rollback']['swap_seconds'] * 1000:.1f} ms (command {info['rollback_wall_seconds']:.2f} s)")  # fmt: skip
-    print("| adapter | pairs | recall@10 vs new | fit s | µs/query |")
-    print("|---|---|---|---|---|")
+    print(
+        "| adapter | pairs | recall@10 kept | served / new recall@10 | agreement@10 | fit s | µs/query |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for a in info["adapters"]:
         if "error" in a:
             print(f"| {a['kind']} | {a['sample']} | {a['error'][:60]} | | |")
         else:
-            print(f"| {a['kind']} | {a['fit_pairs']} | {a['recall_at_10']:.3f} | "
-                  f"{a['fit_seconds']:.2f} | {a['apply_us_batch1']:.1f} |")  # fmt: skip
+            print(f"| {a['kind']} | {a['fit_pairs']} | {a['relative_recall_at_10']:.3f} | "
+                  f"{a['served_recall_at_10']:.3f} / {a['new_recall_at_10']:.3f} | "
+                  f"{a['agreement_at_10']:.3f} | {a['fit_seconds']:.2f} | {a['apply_us_batch1']:.1f} |")  # fmt: skip
     print("| phase | queries | p50 ms | p99 ms |")
     print("|---|---|---|---|")
     for phase, q in info["queries"]["phases"].items():

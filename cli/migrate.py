@@ -359,8 +359,8 @@ def status_command(
     adapter = status["adapter"]
     if adapter:
         console.print(
-            f"adapter {adapter['kind']}: recall@10 {adapter['recall_at_10']:.3f} of the new "
-            f"model's own search ({adapter['held_out_queries']} held-out queries, "
+            f"adapter {adapter['kind']}: keeps {adapter['relative_recall_at_10']:.3f} of the "
+            f"new model's recall@10 ({adapter['held_out_queries']} held-out queries, "
             f"{adapter['fit_pairs']} pairs); "
             + ("serving" if adapter["serving"] else "not serving"),
             highlight=False,

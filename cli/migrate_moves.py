@@ -68,7 +68,9 @@ def adapter_command(
         print_json(info)
         return
     console.print(
-        f"{info['kind']} adapter: recall@10 {info['recall_at_10']:.3f} on "
+        f"{info['kind']} adapter: keeps {info['relative_recall_at_10']:.3f} of the new model's "
+        f"recall@10 ({info['served_recall_at_10']:.3f} of {info['new_recall_at_10']:.3f}; "
+        f"agreement with its top 10 {info['agreement_at_10']:.3f}) on "
         f"{info['held_out_queries']} held-out queries ({info['fit_pairs']} pairs, fitted in "
         f"{info['fit_seconds']:.2f} s); " + ("serving" if info["serving"] else "not serving"),
         highlight=False,

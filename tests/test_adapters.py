@@ -364,3 +364,28 @@ def test_real_encoders_initialised_independently(tiny_model, corpus) -> None:  #
     crop = served_recall(LinearAdapter("crop", np.eye(48, 64)), other, tiny_model, corpus)
     assert 0.2 < ceiling < 0.8
     assert affine >= 0.9 * ceiling and crop < 0.5 * ceiling, (ceiling, affine, crop)
+
+
+def test_relative_recall_keeps_the_new_models_recall_only_when_the_map_is_right() -> None:
+    """Queries must find their own item: a fitted map keeps the new model's recall@10, the
+    identity between unrelated spaces keeps almost none of it."""
+    from ragkit.migration import relative_recall
+
+    rng = np.random.default_rng(3)
+    latent = rng.standard_normal((2000, 48)).astype(np.float32)
+    to_old, to_new = rng.standard_normal((48, 48)), rng.standard_normal((48, 48))
+    old = unit((latent @ to_old).astype(np.float32))
+    new = unit((latent @ to_new).astype(np.float32))
+    noise = unit(rng.standard_normal((200, 48)).astype(np.float32))
+    queries = unit(new[:200] + 0.3 * noise)
+    relevant = np.arange(200)
+    fitted = fit_adapter("affine", new, old)
+    served, native, kept = relative_recall(
+        fitted, queries_new=queries, relevant=relevant, docs_new=new, docs_old=old
+    )
+    assert native > 0.5 and kept > 0.8 and served <= 1.0
+    identity = fit_adapter("procrustes", new, new)
+    _, _, lost = relative_recall(
+        identity, queries_new=queries, relevant=relevant, docs_new=new, docs_old=old
+    )
+    assert lost < 0.2

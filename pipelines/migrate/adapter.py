@@ -54,6 +54,7 @@ def fit_query_adapter(
     wait: float = 0.0,
 ) -> dict[str, Any]:
     from ragkit.migration.adapters import adapter_recall, fit_adapter, save_adapter
+    from ragkit.migration.quality import relative_recall
 
     store = workspace.store
     params = {"alias": alias, "kind": kind, "sample": sample, "serve": serve, "force": force}
@@ -67,7 +68,7 @@ def fit_query_adapter(
             )
         source = _collection(workspace, migration.source)
         target = _collection(workspace, migration.target)
-        old, new = _document_pairs(workspace, source, target)
+        old, new, hashes = _document_pairs(workspace, source, target)
         if len(old) < 2:
             raise MigrationRefusedError(
                 f"only {len(old)} chunks are embedded by both models yet; let the backfill run "
@@ -77,9 +78,14 @@ def fit_query_adapter(
         order = list(range(len(old)))
         rng.shuffle(order)
         fit_rows = np.array(sorted(order[:sample]), dtype=np.int64)
-        pool, _ = generated_queries(workspace, source.name, n=queries + query_pairs, seed=seed)
-        texts = list(pool.values())
-        held_texts, pair_texts = texts[:queries], texts[queries:]
+        held_texts, relevant, pair_texts = _held_out(
+            workspace, source, hashes, queries, query_pairs, seed
+        )
+        if not held_texts:
+            raise MigrationRefusedError(
+                "no held-out query could be generated from the chunks both models embed yet; "
+                "let the backfill run further"
+            )
         target_encoder = workspace.encoder_for(target)
         held = np.asarray(target_encoder.encode_queries(held_texts), dtype=np.float32)
         fit_old, fit_new = old[fit_rows], new[fit_rows]
@@ -88,8 +94,17 @@ def fit_query_adapter(
             fit_old = np.vstack([fit_old, extra[0]])
             fit_new = np.vstack([fit_new, extra[1]])
         adapter = fit_adapter(kind, fit_new, fit_old, seed=seed)
-        corpus = np.array(sorted(order[:_MAX_CORPUS]), dtype=np.int64)
-        recall = adapter_recall(
+        corpus = np.array(sorted(set(order[:_MAX_CORPUS]) | set(relevant)), dtype=np.int64)
+        position = {int(row): i for i, row in enumerate(corpus)}
+        served_recall, new_recall, recall = relative_recall(
+            adapter,
+            queries_new=held,
+            relevant=np.array([position[r] for r in relevant]),
+            docs_new=new[corpus],
+            docs_old=old[corpus],
+            k=10,
+        )
+        agreement = adapter_recall(
             adapter, queries_new=held, docs_new=new[corpus], docs_old=old[corpus], k=10
         )
         started = time.perf_counter()
@@ -100,7 +115,10 @@ def fit_query_adapter(
         info = {
             "kind": kind,
             "path": str(path.relative_to(workspace.root)),
-            "recall_at_10": recall,
+            "relative_recall_at_10": recall,
+            "served_recall_at_10": served_recall,
+            "new_recall_at_10": new_recall,
+            "agreement_at_10": agreement,
             "threshold": threshold,
             "fit_pairs": len(fit_old),
             "query_pairs": 0 if extra is None else len(extra[0]),
@@ -115,8 +133,9 @@ def fit_query_adapter(
         run.outcome(True, info)
     if serve and not serving:
         raise MigrationRefusedError(
-            f"the {kind} adapter reaches recall@10 {recall:.3f} of the new model's own search "
-            f"on {len(held)} held-out queries, below the threshold {threshold:.2f}; it does "
+            f"the {kind} adapter keeps {recall:.3f} of the new model's recall@10 "
+            f"({served_recall:.3f} of {new_recall:.3f}) on {len(held)} held-out queries, below "
+            f"the threshold {threshold:.2f}; it does "
             "not serve. Try --kind mlp or affine, a larger --sample once more of the backfill "
             "is done, or --force"
         )
@@ -140,20 +159,46 @@ def _collection(workspace: Workspace, name: str) -> Collection:
     return found
 
 
+def _held_out(
+    workspace: Workspace,
+    source: Collection,
+    hashes: list[str],
+    queries: int,
+    query_pairs: int,
+    seed: int,
+) -> tuple[list[str], list[int], list[str]]:
+    """Generated queries whose chunk both models embed (held out, with that chunk's row as
+    the one to find) and, apart from them, generated queries to fit on."""
+    row_of = {h: i for i, h in enumerate(hashes)}
+    hash_of = {i: h for i, h, _ in workspace.store.chunk_hashes(source.chunking_fp)}
+    pool, _ = generated_queries(workspace, source.name, n=queries * 2 + query_pairs, seed=seed)
+    held, relevant, rest = [], [], []
+    for qid, text in pool.items():
+        row = row_of.get(hash_of.get(int(qid[1:]), ""))
+        if row is not None and len(held) < queries:
+            held.append(text)
+            relevant.append(row)
+        else:
+            rest.append(text)
+    return held, relevant, rest[:query_pairs]
+
+
 def _document_pairs(
     workspace: Workspace, source: Collection, target: Collection
-) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors of the same texts by the old and the new encoder, from the cache."""
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Vectors of the same texts by the old and the new encoder, from the cache, and the
+    texts' hashes, row by row."""
     store = workspace.store
     hashes = sorted({h for _, h, _ in store.chunk_hashes(source.chunking_fp)})
     old = store.cached_vectors(hashes, source.record.model_fp, source.record.dim)
     new = store.cached_vectors(sorted(old), target.record.model_fp, target.record.dim)
     both = sorted(new)
     if not both:
-        return np.zeros((0, source.record.dim), np.float32), np.zeros((0, 1), np.float32)
+        return np.zeros((0, source.record.dim), np.float32), np.zeros((0, 1), np.float32), []
     return (
         np.stack([old[h] for h in both]).astype(np.float32),
         np.stack([new[h] for h in both]).astype(np.float32),
+        both,
     )
 
 

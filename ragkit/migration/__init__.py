@@ -14,7 +14,7 @@ from ragkit.migration.adapters import (
     register_adapter,
     save_adapter,
 )
-from ragkit.migration.quality import adapter_recall, split_holdout
+from ragkit.migration.quality import adapter_recall, relative_recall, split_holdout
 
 __all__ = [
     "ADAPTERS",
@@ -24,6 +24,7 @@ __all__ = [
     "fit_adapter",
     "load_adapter",
     "register_adapter",
+    "relative_recall",
     "save_adapter",
     "split_holdout",
 ]

@@ -1,8 +1,13 @@
-"""How well an adapter serves: recall of adapter-served search against the new model's own.
+"""How well an adapter serves, two ways.
 
-The reference is the new encoder's own ranking, not relevance judgements: an adapter is good
-when searching the old index with adapted queries finds what the new index will find once it
-is backfilled, so switching over changes nothing a user notices.
+- :func:`relative_recall` (the serving gate, as Drift-Adapter reports it): recall@k of the
+  relevant items when the old index is searched with adapted queries, divided by the recall@k
+  the new model reaches on the new index. 1.0 means the adapter keeps all of the new model's
+  retrieval quality while the backfill runs.
+- :func:`adapter_recall` (agreement): the share of the new index's own top-k that the adapted
+  search finds. Bounded by how much the two models' rankings agree at all, so two models that
+  rank differently (a fine-tuned one that moved the ranking on purpose) score low however good
+  the map; reported beside the gate, not used for it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from ragkit.errors import ConfigError
 if TYPE_CHECKING:
     from ragkit.migration.adapters import QueryAdapter
 
-__all__ = ["adapter_recall", "split_holdout"]
+__all__ = ["adapter_recall", "relative_recall", "split_holdout"]
 
 #: scores held at once by :func:`adapter_recall`: 16M float32 = 64 MB per score block
 _SCORE_BLOCK = 1 << 24
@@ -58,6 +63,39 @@ def adapter_recall(
         served = _top_k(served_queries[start : start + rows] @ docs_old.T, k)
         found += int((native[:, :, None] == served[:, None, :]).any(axis=2).sum())
     return found / (len(queries) * k)
+
+
+def relative_recall(
+    adapter: QueryAdapter,
+    *,
+    queries_new: np.ndarray,
+    relevant: np.ndarray,
+    docs_new: np.ndarray,
+    docs_old: np.ndarray,
+    k: int = 10,
+) -> tuple[float, float, float]:
+    """``(served recall@k, new model's recall@k, their ratio)``; ``relevant[i]`` is the row of
+    ``docs_new``/``docs_old`` that query ``i`` should find."""
+    queries = np.ascontiguousarray(queries_new, dtype=np.float32)
+    relevant = np.asarray(relevant, dtype=np.int64)
+    if len(relevant) != len(queries) or len(queries) == 0:
+        raise ConfigError("relative_recall needs one relevant row per query, and a query")
+    if len(docs_new) != len(docs_old):
+        raise ConfigError("docs_new and docs_old must hold the same items, row by row")
+    k = min(k, len(docs_new))
+    served_queries = adapter(queries)
+    rows = max(1, _SCORE_BLOCK // max(1, len(docs_new)))
+    native_hits = served_hits = 0
+    new_t, old_t = np.asarray(docs_new, np.float32).T, np.asarray(docs_old, np.float32).T
+    for start in range(0, len(queries), rows):
+        want = relevant[start : start + rows, None]
+        native = _top_k(queries[start : start + rows] @ new_t, k)
+        served = _top_k(served_queries[start : start + rows] @ old_t, k)
+        native_hits += int((native == want).any(axis=1).sum())
+        served_hits += int((served == want).any(axis=1).sum())
+    served_recall, native_recall = served_hits / len(queries), native_hits / len(queries)
+    ratio = served_recall / native_recall if native_recall else 0.0
+    return served_recall, native_recall, ratio
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -14,12 +14,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ragkit.errors import ConfigError
 
-__all__ = ["DOCUMENT_SCORES", "DocumentScoring", "best_chunks", "group_run"]
+if TYPE_CHECKING:
+    from ragkit.config import WorkspaceConfig
+
+__all__ = [
+    "DOCUMENT_SCORES",
+    "DocumentScoring",
+    "best_chunks",
+    "by_document",
+    "document_scoring",
+    "group_run",
+]
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -88,3 +98,34 @@ def best_chunks(
         if document is not None and document not in out:
             out[document] = chunk
     return out
+
+
+def by_document(
+    store: Any,
+    runs: list[list[dict[int, float]]],
+    ranked: list[list[tuple[int, float]]],
+    scoring: DocumentScoring,
+    combine: Callable[[list[dict[Any, float]]], list[tuple[Any, float]]],
+) -> list[list[tuple[int, float]]]:
+    """One entry per document: each channel's chunks grouped into documents first, then
+    the channels' document rankings combined; a document is shown by its chunk that ranks
+    first in the chunk ranking."""
+    chunk_ids = {chunk for channel in runs for run in channel for chunk in run}
+    document_of = store.chunk_documents(sorted(chunk_ids))
+    out = []
+    for i, chunk_ranking in enumerate(ranked):
+        shown = best_chunks(chunk_ranking, document_of)
+        grouped = combine([group_run(channel[i], document_of, scoring) for channel in runs])
+        out.append([(shown[document], score) for document, score in grouped])
+    return out
+
+
+def document_scoring(config: WorkspaceConfig, documents: bool | str) -> DocumentScoring | None:
+    """None for chunk hits; ``True`` takes ``[query]``'s scoring, a name overrides its method."""
+    if documents is False or documents is None:
+        return None
+    if documents is True:
+        return config.query.scoring()
+    if not isinstance(documents, str):
+        raise ConfigError(f"documents must be True, False or one of {DOCUMENT_SCORES}")
+    return replace(config.query.scoring(), method=documents)

@@ -14,12 +14,7 @@ the middle of a query (one store transaction) changes the next query, never half
 from __future__ import annotations
 
 import json
-import threading
-import time
 import warnings
-from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -34,13 +29,14 @@ from ragkit.errors import (
 from ragkit.indexes.base import HoldsSparseVectors
 from ragkit.retrieval.filters import check_filter_keys, filters_sql, parse_filters
 from ragkit.retrieval.fusion import fuse
-from ragkit.retrieval.grouping import DOCUMENT_SCORES, DocumentScoring, best_chunks, group_run
+from ragkit.retrieval.grouping import by_document, document_scoring
+from ragkit.retrieval.migration_queries import QueryEncoding
 from ragkit.sparse_channel import ExportsSparseVectors
 
 if TYPE_CHECKING:
     from ragkit.collection import Collection
     from ragkit.collection_parts import CollectionSource
-    from ragkit.config import FusionConfig, WorkspaceConfig
+    from ragkit.config import FusionConfig
     from ragkit.indexes import DenseIndex
 
 __all__ = ["Searcher"]
@@ -48,10 +44,6 @@ __all__ = ["Searcher"]
 Where = str | list[str] | dict[str, Any] | None
 #: chunks searched per document asked for when hits are grouped into documents
 CHUNKS_PER_DOCUMENT = 3
-
-
-#: seconds between two looks for a migration whose other side should be loaded ahead
-_WARM_EVERY = 5.0
 
 
 class Searcher:
@@ -62,9 +54,7 @@ class Searcher:
         self.source = source
         self._readers: dict[str, tuple[int, DenseIndex, Any, IndexCorruptError | None]] = {}
         self._rerankers: dict[str, Any] = {}
-        self._adapters: dict[str, tuple[int, Any]] = {}
-        self._warm_checked = -_WARM_EVERY
-        self._warming: set[str] = set()
+        self.encoding = QueryEncoding(source)  # a migration's adapter and warm-up
 
     def query_many(
         self,
@@ -79,7 +69,7 @@ class Searcher:
         documents: bool | str = False,
     ) -> list[list[Hit]]:
         config = self.source.config
-        scoring = _document_scoring(config, documents)
+        scoring = document_scoring(config, documents)
         collection = self._collection_for_query(alias)
         base_mode, use_rerank = self._resolve_mode(collection, mode, rerank)
         reader = self._reader(collection)
@@ -125,30 +115,11 @@ class Searcher:
 
             ranked = [combine([run[i] for run in runs]) for i in range(len(texts))]
             if scoring is not None:
-                ranked = self._by_document(runs, ranked, scoring, combine)
+                ranked = by_document(self.source.store, runs, ranked, scoring, combine)
         rows = self.source.store.chunk_rows(sorted({i for r in ranked for i, _ in r}))
         if use_rerank:
             ranked = self._rerank(texts, ranked, rows, rerank)
         return [_hits(r[:k], rows) for r in ranked]
-
-    def _by_document(
-        self,
-        runs: list[list[dict[int, float]]],
-        ranked: list[list[tuple[int, float]]],
-        scoring: DocumentScoring,
-        combine: Callable[[list[dict[Any, float]]], list[tuple[Any, float]]],
-    ) -> list[list[tuple[int, float]]]:
-        """One entry per document: each channel's chunks grouped into documents first, then
-        the channels' document rankings combined; a document is shown by its chunk that ranks
-        first in the chunk ranking."""
-        chunk_ids = {chunk for channel in runs for run in channel for chunk in run}
-        document_of = self.source.store.chunk_documents(sorted(chunk_ids))
-        out = []
-        for i, chunk_ranking in enumerate(ranked):
-            shown = best_chunks(chunk_ranking, document_of)
-            grouped = combine([group_run(channel[i], document_of, scoring) for channel in runs])
-            out.append([(shown[document], score) for document, score in grouped])
-        return out
 
     def channel_runs(
         self,
@@ -237,33 +208,10 @@ class Searcher:
         self, collection: Collection, texts: list[str], given: np.ndarray | None
     ) -> np.ndarray:
         if given is None:
-            return self._encode_queries(collection, texts)
+            return self.encoding.encode(collection, texts)
         if len(given) != len(texts):
             raise ConfigError(f"{len(given)} query vectors for {len(texts)} queries")
         return given
-
-    def _encode_queries(self, collection: Collection, texts: list[str]) -> np.ndarray:
-        """The collection's own encoder; or, while a migration's query adapter serves it,
-        the new model's query vectors mapped into this collection's space."""
-        source = self.source
-        migration = source.store.adapter_serving(collection.name)
-        if migration is None:
-            return source.encoder_for(collection).encode_queries(texts)
-        target = source.collection(migration.target)
-        if target is None or target.name != migration.target:
-            raise WorkspaceError(f"the query adapter's collection {migration.target!r} is gone")
-        adapter = self._adapter(source.root / migration.adapter["path"])
-        return adapter(np.asarray(source.encoder_for(target).encode_queries(texts)))
-
-    def _adapter(self, path: Path) -> Any:
-        key = str(path)
-        stamp = path.stat().st_mtime_ns if path.exists() else 0
-        cached = self._adapters.get(key)
-        if cached is None or cached[0] != stamp:
-            from ragkit.migration.adapters import load_adapter
-
-            cached = self._adapters[key] = (stamp, load_adapter(path))
-        return cached[1]
 
     def available_modes(self, alias: str) -> list[str]:
         source = self.source
@@ -340,36 +288,10 @@ class Searcher:
             raise WorkspaceError(
                 f"{source.root}: no collection or alias {alias!r}; known: {known or 'none'}"
             )
-        if source.store.adapter_serving(collection.name) is None:
+        if self.encoding.needs_own_encoder(collection):
             source.encoder_for(collection)  # (an adapter serving: the new model encodes)
-        self._warm_the_other_side(alias, collection)
+        self.encoding.warm_the_other_side(alias, collection)
         return collection
-
-    def _warm_the_other_side(self, alias: str, collection: Collection) -> None:
-        """While a migration of ``alias`` is complete (ready, cut over, rolled back), load
-        the encoder of the collection a cutover or rollback would switch to, in the
-        background: the first query after the switch then pays no model load (seconds for a
-        large model). Checked at most every few seconds."""
-        now = time.monotonic()
-        if now - self._warm_checked < _WARM_EVERY:
-            return
-        self._warm_checked = now
-        migration = self.source.store.open_migration(alias)
-        if migration is None or migration.state == "backfilling":
-            return
-        other = migration.target if collection.name == migration.source else migration.source
-        found = self.source.collection(other)
-        if found is None or other in self._warming:
-            return
-        self._warming.add(other)
-
-        def load() -> None:
-            try:
-                self.source.warm_encoder(found)
-            finally:
-                self._warming.discard(other)
-
-        threading.Thread(target=load, name=f"warm-{other}", daemon=True).start()
 
     def _reader(self, collection: Collection) -> tuple[DenseIndex, Any, IndexCorruptError | None]:
         """Indexes of the committed generation, reloaded when a writer committed a new one.
@@ -410,17 +332,6 @@ def _engine_fuses(collection: Collection, dense: Any, channel: Any, fusion: Fusi
         and fusion.method in ("rrf", "dbsf")
         and len(set(fusion.weights)) <= 1
     )
-
-
-def _document_scoring(config: WorkspaceConfig, documents: bool | str) -> DocumentScoring | None:
-    """None for chunk hits; ``True`` takes ``[query]``'s scoring, a name overrides its method."""
-    if documents is False or documents is None:
-        return None
-    if documents is True:
-        return config.query.scoring()
-    if not isinstance(documents, str):
-        raise ConfigError(f"documents must be True, False or one of {DOCUMENT_SCORES}")
-    return replace(config.query.scoring(), method=documents)
 
 
 def _names(source: CollectionSource) -> list[str]:
