@@ -60,11 +60,12 @@ def fit_query_adapter(
     params = {"alias": alias, "kind": kind, "sample": sample, "serve": serve, "force": force}
     with job(workspace, "migrate-adapter", params, wait=wait) as run:
         migration = store.open_migration(alias)
-        if migration is None or migration.state not in ("backfilling", "ready"):
-            state = migration.state if migration else "none"
+        if migration is None:
+            raise WorkspaceError(f"alias {alias!r} has no open migration to fit an adapter for")
+        if serve and migration.state not in ("backfilling", "ready"):
             raise WorkspaceError(
-                f"alias {alias!r} has no migration in backfill (state: {state}); an adapter "
-                "serves the live collection while its shadow is built"
+                f"migration #{migration.id} is {migration.state}: an adapter serves the live "
+                "collection only while its shadow is built (it can still be measured)"
             )
         source = _collection(workspace, migration.source)
         target = _collection(workspace, migration.target)
