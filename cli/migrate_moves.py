@@ -42,7 +42,7 @@ def adapter_command(
     as_json: JsonOption = False,
 ) -> None:
     """Fit a query adapter (new model's query vectors → the live collection's space), measure
-    its recall@10 against the new model's own search on held-out queries, and with --serve let
+    the share of the new model's recall@10 it keeps on held-out queries, and with --serve let
     it answer the live collection while the backfill runs (when the old model is switched off)."""
     from ragkit.pipelines.migrate import fit_query_adapter, stop_adapter
 
