@@ -210,9 +210,12 @@ def _adapters(kit: Any, args: Any, root: Path) -> list[dict[str, Any]]:
     agreement with the new top 10, fit time and µs per query (batch 1)."""
     import numpy as np
 
+    from ragkit.evaluation import load_beir
     from ragkit.migration.adapters import load_adapter
     from ragkit.pipelines import migrate
 
+    data = load_beir(args.dataset, args.split)
+    judged_set = JudgedSet(kit, data.queries, data.qrels)
     adapters = []
     for kind in args.kinds:
         for n in args.samples:
@@ -229,9 +232,56 @@ def _adapters(kit: Any, args: Any, root: Path) -> list[dict[str, Any]]:
             for _ in range(2000):
                 adapter(one)
             apply_us = (time.perf_counter() - started) / 2000 * 1e6
-            adapters.append({**fitted, "sample": n, "apply_us_batch1": apply_us})
-            print(f"adapter {kind} n={n}: {fitted['relative_recall_at_10']:.3f} of new recall@10")
+            judged = judged_set.kept(adapter) if judged_set is not None else {}
+            adapters.append({**fitted, "sample": n, "apply_us_batch1": apply_us, **judged})
+            print(f"adapter {kind} n={n}: {fitted['relative_recall_at_10']:.3f} of new recall@10"
+                  f" {judged}")  # fmt: skip
     return adapters
+
+
+class JudgedSet:
+    """The split's judged queries against every chunk both models embed: the share of the new
+    model's document recall@10 an adapter keeps on real queries (not generated ones)."""
+
+    def __init__(self, kit: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]]):
+        import numpy as np
+
+        from ragkit.evaluation.metrics import corpus_id_from_uri
+        from ragkit.pipelines.migrate.adapter import _document_pairs
+
+        migration = kit.store.open_migration("default")
+        source, target = kit.collection(migration.source), kit.collection(migration.target)
+        self.old, self.new, hashes = _document_pairs(kit, source, target)
+        row_of = {h: i for i, h in enumerate(hashes)}
+        ids = {i: h for i, h, _ in kit.store.chunk_hashes(source.chunking_fp)}
+        rows = kit.store.chunk_rows(list(ids))
+        self.doc_of = np.empty(len(hashes), dtype=object)
+        for chunk_id, h in ids.items():
+            if h in row_of and chunk_id in rows:
+                self.doc_of[row_of[h]] = corpus_id_from_uri(rows[chunk_id]["uri"])
+        qids = [q for q in sorted(queries) if q in qrels]
+        self.relevant = [set(qrels[q]) for q in qids]
+        encoder = kit.encoder_for(target)
+        self.queries = np.asarray(encoder.encode_queries([queries[q] for q in qids]), "f4")
+        self.native = self._recall(self.queries @ self.new.T)
+
+    def _recall(self, scores: Any) -> float:
+        import numpy as np
+
+        top = np.argsort(-scores, axis=1)[:, :30]
+        hits = 0
+        for row, wanted in zip(top, self.relevant, strict=True):
+            docs = list(dict.fromkeys(self.doc_of[row]))[:10]
+            hits += bool(wanted & set(docs))
+        return hits / len(self.relevant)
+
+    def kept(self, adapter: Any) -> dict[str, float]:
+        served = self._recall(adapter(self.queries) @ self.old.T)
+        return {
+            "judged_served_recall_at_10": served,
+            "judged_new_recall_at_10": self.native,
+            "judged_kept": served / self.native if self.native else 0.0,
+        }
 
 
 def _planned(kit: Any, plan: Any) -> Any:
@@ -263,6 +313,8 @@ def _report(info: dict[str, Any]) -> None:
         else:
             print(f"| {a['kind']} | {a['fit_pairs']} | {a['relative_recall_at_10']:.3f} | "
                   f"{a['served_recall_at_10']:.3f} / {a['new_recall_at_10']:.3f} | "
+                  f"{a.get('judged_kept', 0):.3f} | {a.get('judged_served_recall_at_10', 0):.3f} / "
+                  f"{a.get('judged_new_recall_at_10', 0):.3f} | "
                   f"{a['agreement_at_10']:.3f} | {a['fit_seconds']:.2f} | {a['apply_us_batch1']:.1f} |")  # fmt: skip
     print("| phase | queries | p50 ms | p99 ms |")
     print("|---|---|---|---|")

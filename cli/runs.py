@@ -124,7 +124,7 @@ def _store(workspace: Path) -> Any:
 def _shown(run: dict[str, Any]) -> dict[str, Any]:
     """A run as listed: the counts under common names, and a row left ``running`` by a
     process of this host that is gone shown as ``crashed`` (the next job records it so)."""
-    from ragkit.pipelines._runner import _alive
+    from ragkit.pipelines._runner import process_alive
 
     stats = run["stats"]
     status = run["status"]
@@ -132,7 +132,7 @@ def _shown(run: dict[str, Any]) -> dict[str, Any]:
         status == "running"
         and run["host"] == socket.gethostname()
         and run["pid"] is not None
-        and not _alive(run["pid"])
+        and not process_alive(run["pid"])
     ):
         status = "crashed"
     counts = {
