@@ -152,6 +152,7 @@ def plan_command(
     )
     if plan.changes:
         print_table(
+            "what changes",
             ["setting", "now", "after"],
             [[c.field, str(c.source), str(c.target)] for c in plan.changes],
         )

@@ -68,8 +68,12 @@ def alias_history(store: Store, alias: str | None = None, limit: int = 50) -> li
 
 
 def collection_drift(workspace: CheckedSource, collection: Collection) -> list[Drift]:
-    """Only building and live collections are compared: a retired one is kept as it was."""
+    """Only building and live collections are compared: a retired one is kept as it was,
+    and the shadow of an open migration differs from ragkit.toml on purpose (the cutover
+    writes its settings there)."""
     if collection.state == "retired":
+        return []
+    if any(m.target == collection.name for m in workspace.store.open_migrations()):
         return []
     given = workspace.loaded_encoder  # an encoder in memory stands for [encoder]
     fingerprint = given.fingerprint if given is not None else None

@@ -296,8 +296,26 @@ def test_the_cli_runs_a_migration_end_to_end(tmp_path, models) -> None:  # type:
     assert shown.exit_code == 0 and "migration #1 of default ready" in shown.output
     human = runner.invoke(app, ["migrate", "status", *ws, "--eval"])
     assert human.exit_code == 0 and "generated from the corpus" in human.output
+    assert "ragkit.toml differs" not in shown.output  # a shadow differs from it on purpose
     assert runner.invoke(app, ["migrate", "abort", *ws]).exit_code == 0
     assert runner.invoke(app, ["migrate", "--help"]).exit_code == 0
+    # the human-readable output of every step
+    human = runner.invoke(app, ["migrate", "plan", *ws, "--to", str(models["wide"])])
+    assert human.exit_code == 0 and "encoder.dim" in human.output and "384" not in human.output
+    assert "64 → 96" in " ".join(human.output.split())
+    steps = [
+        (["start", "--to", str(models["wide"]), "-q"], "is ready"),
+        (["adapter", "--kind", "affine"], "of the new model's"),
+        (["cutover", "--tolerance", "1"], "alias default →"),
+        (["rollback"], "rolled-back"),
+        (["cutover", "--force"], "cutover"),
+        (["finalize", "--drop-cache"], "finalized"),
+        (["status"], "no open migration"),
+    ]
+    for args, expect in steps:
+        done = runner.invoke(app, ["migrate", args[0], *ws, *args[1:]])
+        assert done.exit_code == 0, (args, done.output)
+        assert expect in " ".join(done.output.split()), (args, done.output)
 
 
 CHILD = """
