@@ -365,18 +365,22 @@ def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) ->
         )
         assert child.stdout is not None
         wait_for = rng.randint(1, 3)  # the first line is the count resumed from
-        seen = 0
+        seen, finished = 0, False
         for line in child.stdout:
             seen += line.startswith("batch")
-            if seen > wait_for or line.startswith("OK"):
+            finished = line.startswith("OK")
+            if seen > wait_for or finished:
                 break
         time.sleep(rng.uniform(0.0, 0.3))
-        if child.poll() is None:
+        if child.poll() is None and not finished:  # a run that printed OK is done: no kill
             child.send_signal(signal.SIGKILL)
-            killed += 1
+            child.wait()
+            killed += _last_migrate_run(tmp_path / "killed") == "running"  # killed mid-run
         child.wait()
         child.stdout.close()
-    assert killed >= 3, f"only {killed} of 5 runs were still going when killed"
+        if finished:
+            break  # the backfill is complete: nothing left to interrupt
+    assert killed >= 3, f"only {killed} of 5 runs were killed mid-run"
     finish = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finish.returncode == 0 and "OK ready" in finish.stdout, finish.stderr
     states = []
@@ -391,6 +395,16 @@ def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) ->
                 assert statuses.count("crashed") >= killed
     assert states[0][0] == states[1][0]
     np.testing.assert_array_equal(states[0][1], states[1][1])
+
+
+def _last_migrate_run(root: Path) -> str:
+    import sqlite3
+
+    with sqlite3.connect(root / "store.sqlite") as db:
+        row = db.execute(
+            "SELECT status FROM runs WHERE kind='migrate' ORDER BY run_id DESC LIMIT 1"
+        ).fetchone()
+    return row[0] if row else ""
 
 
 def test_a_query_adapter_serves_when_the_old_model_is_gone(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
