@@ -329,7 +329,7 @@ def progress(event, n):
 
 with ragkit.open(sys.argv[1], create=False) as kit:
     result = migrate.start(
-        kit, to=sys.argv[2], chunking={"max_tokens": 24}, batch_chunks=6, progress=progress
+        kit, to=sys.argv[2], chunking={"max_tokens": 24}, batch_chunks=4, progress=progress
     )
     print("OK", result["state"], flush=True)
 """
@@ -347,7 +347,7 @@ def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) ->
 
     script = tmp_path / "child.py"
     script.write_text(CHILD, encoding="utf-8")
-    corpus = make_corpus(tmp_path / "docs", n=80)
+    corpus = make_corpus(tmp_path / "docs", n=240)
     for name in ("straight", "killed"):
         with open_with(tmp_path / name, models["a"]) as kit:
             kit.ingest(corpus)
@@ -355,11 +355,13 @@ def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) ->
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "OK ready" in done.stdout, done.stderr
     batches = done.stdout.count("batch")
-    assert batches >= 10
+    assert batches >= 60  # many short batches: each kill lands inside the backfill
     command[2] = str(tmp_path / "killed")
     rng = random.Random(7)
     killed = 0
-    for _ in range(5):
+    for _ in range(8):  # until five kills caught a run in flight, or the backfill is done
+        if killed >= 5:
+            break
         child = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
@@ -371,7 +373,7 @@ def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) ->
             finished = line.startswith("OK")
             if seen > wait_for or finished:
                 break
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.05))  # somewhere inside the next batch
         if child.poll() is None and not finished:  # a run that printed OK is done: no kill
             child.send_signal(signal.SIGKILL)
             child.wait()
@@ -380,7 +382,7 @@ def test_sigkill_at_random_points_of_a_backfill_then_resume(tmp_path, models) ->
         child.stdout.close()
         if finished:
             break  # the backfill is complete: nothing left to interrupt
-    assert killed >= 3, f"only {killed} of 5 runs were killed mid-run"
+    assert killed >= 3, f"only {killed} runs were killed mid-run"
     finish = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finish.returncode == 0 and "OK ready" in finish.stdout, finish.stderr
     states = []
