@@ -11,16 +11,15 @@ vocabulary, and an inverted index over dense rows is slower than a dense index.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragkit.encoders.registry import quiet_loading, resolve_precision
+from ragkit.encoders.registry import resolve_precision
 from ragkit.errors import ConfigError, MissingDependencyError
 from ragkit.training.pairs import Pair
-from ragkit.training.trainer import TrainRun, dataset_from_pairs, describe_loss, progress_callback
+from ragkit.training.trainer import TrainRun, dataset_from_pairs, describe_loss, run_trainer
 
 if TYPE_CHECKING:
     from ragkit.encoders.sparse import SpladeEncoder
@@ -96,7 +95,7 @@ def train_sparse_encoder(
             SparseEncoderTrainer,
             SparseEncoderTrainingArguments,
         )
-        from transformers import PrinterCallback, TrainerCallback, set_seed
+        from transformers import set_seed
     except ImportError as exc:  # datasets / accelerate come with the [train] extra
         raise MissingDependencyError(
             "sentence-transformers[train]", "train", "Fine-tuning"
@@ -138,18 +137,9 @@ def train_sparse_encoder(
         dataloader_num_workers=0,
     )
 
-    class Trainer(SparseEncoderTrainer):
-        def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
-            pass  # ragkit writes its own model card (ragkit.training.model_card)
-
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, loss=loss)
-    trainer.remove_callback(PrinterCallback)
-    if progress is not None:
-        trainer.add_callback(progress_callback(progress, TrainerCallback, kind="sparse-train"))
-    started = time.perf_counter()
-    with quiet_loading():
-        result = trainer.train()
-    seconds = time.perf_counter() - started
+    trainer, result, seconds = run_trainer(
+        SparseEncoderTrainer, model, args, dataset, loss, progress, kind="sparse-train"
+    )
     model.max_seq_length = original_length
     model.eval()
     return TrainRun(

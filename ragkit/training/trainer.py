@@ -111,7 +111,7 @@ def train_encoder(
             SentenceTransformerTrainingArguments,
         )
         from sentence_transformers.base.sampler import BatchSamplers
-        from transformers import PrinterCallback, TrainerCallback, set_seed
+        from transformers import set_seed
     except ImportError as exc:  # datasets / accelerate come with the [train] extra
         raise MissingDependencyError(
             "sentence-transformers[train]", "train", "Fine-tuning"
@@ -176,18 +176,9 @@ def train_encoder(
         dataloader_num_workers=0,
     )
 
-    class Trainer(SentenceTransformerTrainer):
-        def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
-            pass  # ragkit writes its own model card (ragkit.training.model_card)
-
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, loss=loss)
-    trainer.remove_callback(PrinterCallback)
-    if progress is not None:
-        trainer.add_callback(progress_callback(progress, TrainerCallback))
-    started = time.perf_counter()
-    with quiet_loading():  # transformers' per-save progress bars; ragkit reports progress
-        result = trainer.train()
-    seconds = time.perf_counter() - started
+    trainer, result, seconds = run_trainer(
+        SentenceTransformerTrainer, model, args, dataset, loss, progress
+    )
     _set_max_length(model, original_length)
     model.eval()
     checkpoints = sorted(
@@ -261,6 +252,35 @@ def _filled(pairs: Sequence[Pair], row: int, count: int) -> tuple[str, ...]:
     if len(own) < count:
         raise ConfigError(f"not enough negatives to give every pair {count}")
     return own
+
+
+def run_trainer(
+    base: type,
+    model: Any,
+    args: Any,
+    dataset: Any,
+    loss: Any,
+    progress: ProgressCallback | None,
+    *,
+    kind: str = "train",
+) -> tuple[Any, Any, float]:
+    """Train with a sentence-transformers trainer class (dense or sparse) the way ragkit does:
+    no model card of the library's (ragkit writes its own), no printed logs, progress through
+    ``progress``. Returns the trainer, its result and the seconds it trained."""
+    from transformers import PrinterCallback, TrainerCallback
+
+    class Trainer(base):  # type: ignore[misc, valid-type]
+        def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+            pass  # ragkit writes its own model card (ragkit.training.model_card)
+
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    trainer.remove_callback(PrinterCallback)
+    if progress is not None:
+        trainer.add_callback(progress_callback(progress, TrainerCallback, kind=kind))
+    started = time.perf_counter()
+    with quiet_loading():  # transformers' per-save progress bars; ragkit reports progress
+        result = trainer.train()
+    return trainer, result, time.perf_counter() - started
 
 
 def progress_callback(progress: ProgressCallback, base: type, *, kind: str = "train") -> Any:
