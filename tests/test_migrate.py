@@ -540,3 +540,34 @@ def test_a_reader_loads_the_new_encoder_before_the_cutover(tmp_path, models, mon
                 break
             time.sleep(0.1)
         assert fingerprint in reader.parts._encoders
+
+
+def test_finalize_deletes_a_qdrant_collection_kept_outside_the_workspace(tmp_path, models) -> None:  # type: ignore[no-untyped-def]
+    """A Qdrant store at an explicit qdrant_path is not under the collection's folder:
+    finalize deletes the retired collection's Qdrant collection itself."""
+    from ragkit.indexes.qdrant_index import _LocalClients
+
+    corpus = make_corpus(tmp_path / "docs", n=8)
+    store = tmp_path / "qdrant-store"
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "ragkit.toml").write_text(
+        f'[encoder]\nmodel = "{models["a"]}"\n[index]\nbackend = "qdrant"\nqdrant_path = "{store}"\n',
+        encoding="utf-8",
+    )
+    with ragkit.open(root, create=True) as kit:
+        kit.ingest(corpus)
+        source = kit.collection()
+        dense = source.load_dense()
+        held = dense.collection
+        dense.close()
+        migrate.start(kit, index={"backend": "faiss"})
+        migrate.cutover(kit, tolerance=1.0)
+        migrate.finalize(kit)
+        assert kit.doctor().ok
+    # the process's own client of that folder (a reader of the workspace may still hold it)
+    client = _LocalClients.acquire(str(store.resolve()))
+    try:
+        assert held and not client.collection_exists(held)
+    finally:
+        _LocalClients.release(str(store.resolve()))

@@ -22,6 +22,7 @@ from ragkit.collection_spec import CollectionSpec
 from ragkit.doctor import check_collection
 from ragkit.errors import MigrationRefusedError, WorkspaceError
 from ragkit.indexes import close_index
+from ragkit.indexes.base import Droppable
 from ragkit.pipelines._runner import job
 from ragkit.qdrant_aliases import follow_store_aliases_or_warn
 from ragkit.store_migrations import MigrationRecord
@@ -181,9 +182,8 @@ def _drop(workspace: Workspace, name: str, drop_cache: bool) -> dict[str, int]:
         dense = collection.load_dense()  # a Qdrant collection lives outside the folder too
     with workspace.store.transaction():
         removed = workspace.store.delete_collection(name, drop_cache=drop_cache)
-    drop = getattr(dense, "drop", None)
-    if callable(drop):
-        drop()
+    if isinstance(dense, Droppable):
+        dense.drop()
     if dense is not None:
         close_index(dense)
     shutil.rmtree(collection.dir, ignore_errors=True)

@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "Closeable",
     "DenseIndex",
+    "Droppable",
     "HoldsSparseVectors",
     "NeedsRetrain",
     "SupportsAliases",
@@ -111,6 +112,14 @@ class SupportsAliases(Protocol):
     def remove_alias(self, alias: str) -> None: ...
 
     def aliases(self) -> dict[str, str]: ...
+
+
+@runtime_checkable
+class Droppable(Protocol):
+    """Keeps its vectors outside the collection's folder (a Qdrant server, or a Qdrant store
+    at an explicit ``qdrant_path``): deleting the collection's files does not delete them."""
+
+    def drop(self) -> None: ...
 
 
 @runtime_checkable

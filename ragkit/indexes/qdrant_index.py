@@ -286,6 +286,11 @@ class QdrantIndex(QdrantChannels):
         )
         self.client.update_collection_aliases(change_aliases_operations=operations)
 
+    def drop(self) -> None:
+        """Delete this index's Qdrant collection (``ragkit migrate finalize``/``abort``)."""
+        if self.client.collection_exists(self.collection):
+            self.client.delete_collection(self.collection)
+
     def remove_alias(self, alias: str) -> None:
         models = self._models
         operation = models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
