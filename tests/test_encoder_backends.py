@@ -59,7 +59,7 @@ def bert_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(hf)
-    BertTokenizerFast(vocab_file=str(hf / "vocab.txt")).save_pretrained(hf)
+    BertTokenizerFast(str(hf / "vocab.txt")).save_pretrained(hf)
     transformer = Transformer(str(hf), max_seq_length=64)
     model = SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu")
     folder = root / "st"

@@ -108,7 +108,8 @@ def build_tiny_bert(folder, dim: int = 16):  # type: ignore[no-untyped-def]
     folder.mkdir(parents=True, exist_ok=True)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     (folder / "vocab.txt").write_text("\n".join(specials + corpus_words()) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer = BertTokenizerFast(str(folder / "vocab.txt"))  # positional: vocab_file= is ignored
+    assert tokenizer.vocab_size == len(specials) + len(corpus_words())
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=dim, num_hidden_layers=1,
