@@ -26,6 +26,7 @@ from ragkit.doctor import (
     DoctorReport,
     check_workspace,
 )
+from ragkit.doctor_qdrant import QDRANT_SPARSE, rewrite_qdrant_sparse
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import EncoderMismatchError
 from ragkit.indexes import close_index
@@ -91,6 +92,8 @@ def _repair_collection(
         generation = _commit_rebuild(collection, channel, rebuild)
         names = " and ".join(sorted(rebuild))
         actions.append(f"{report.name}: rebuilt the {names} index as generation {generation}")
+    if channel is not None and report.problem(QDRANT_SPARSE):
+        actions.append(rewrite_qdrant_sparse(collection, channel))
     stray = report.check(STRAY_FILES)
     if stray is not None and not stray.ok:
         collection.remove_stale_files()  # a rebuild's writer has already done so: harmless
