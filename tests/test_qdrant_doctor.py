@@ -7,12 +7,14 @@ for one Qdrant server that two teams use.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from test_qdrant_cluster import assert_same_hits, hybrid, make_corpus, qdrant_workspace
+from typer.testing import CliRunner
 
 import ragkit
 from ragkit.errors import AliasConflictWarning, ConfigError
@@ -21,8 +23,11 @@ pytest.importorskip("qdrant_client")
 pytest.importorskip("bm25s", reason="the BM25 channel needs ragkit[sparse]")
 
 from ragkit import doctor_qdrant
+from ragkit.cli.app import app
 from ragkit.config import IndexConfig
 from ragkit.doctor_qdrant import QDRANT_ALIASES, QDRANT_SPARSE
+
+runner = CliRunner()
 
 
 def qdrant_aliases(kit: ragkit.Workspace) -> dict[str, str]:
@@ -110,6 +115,14 @@ def test_doctor_finds_missing_and_stale_sparse_vectors_and_repair_rewrites_them(
         assert f"1 without their sparse vector (ids {missing})" in found.detail
         assert f"1 stale (ids {stale})" in found.detail
         assert checked(kit, QDRANT_SPARSE).counts["missing"] == 1  # nothing was rewritten
+        as_json = runner.invoke(app, ["doctor", "-w", str(kit.root), "--json"])
+        assert as_json.exit_code == 1, as_json.output
+        (reported,) = json.loads(as_json.stdout)["collections"]
+        checks = {c["name"]: c for c in reported["checks"]}
+        assert reported["name"] == collection and checks[QDRANT_SPARSE]["detail"] == found.detail
+        table = runner.invoke(app, ["doctor", "-w", str(kit.root)]).stdout
+        assert f"{collection} (live" in table and "qdrant sparse vectors │ problem" in table
+        assert "1 without their sparse vector (ids" in table
 
         report = kit.doctor(repair=True)
         assert f"{collection}: rewrote 2 sparse vectors in Qdrant collection" in "".join(
