@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit.doctor import OK, PROBLEM, SKIPPED, Check
-from ragkit.indexes import ReadsSparseVectors, close_index
+from ragkit.indexes import ReadsSparseVectors, SupportsAliases, close_index
 from ragkit.indexes.qdrant_common import sparse_rows
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def _alias_check(plan: AliasPlan, name: str) -> Check:
         if c in mine
     ]
     left = [
-        f"{a!r} is left over (no store alias of that name)"
+        f"{a!r} is left over (a name this workspace no longer mirrors)"
         for a in plan.removals
         if plan.present.get(a) in mine
     ]
@@ -196,8 +196,13 @@ def qdrant_sparse_check(
         for what, ids in (("without their sparse vector", found.missing), ("stale", found.stale))
         if len(ids)
     ]
+    points = (
+        f"Qdrant collection {dense.collection!r}"
+        if isinstance(dense, SupportsAliases)
+        else f"the {collection.index_config.backend} points"
+    )
     detail = (
-        f"Qdrant collection {dense.collection!r}, {how} compared with the {channel.kind} "
+        f"{points}, {how} compared with the {channel.kind} "
         f"index: {', '.join(parts)}; run `ragkit doctor --repair` to rewrite them"
     )
     return Check(QDRANT_SPARSE, PROBLEM, detail, counts)
@@ -217,8 +222,8 @@ def rewrite_qdrant_sparse(collection: Collection, channel: SparseChannel) -> str
     finally:
         close_index(dense)
     return (
-        f"{collection.name}: rewrote {len(wrong)} sparse vectors in Qdrant collection "
-        f"{dense.collection!r} ({len(found.missing)} missing, {len(found.stale)} stale)"
+        f"{collection.name}: rewrote {len(wrong)} sparse vectors in its Qdrant points "
+        f"({len(found.missing)} missing, {len(found.stale)} stale)"
     )
 
 

@@ -125,8 +125,9 @@ def test_doctor_finds_missing_and_stale_sparse_vectors_and_repair_rewrites_them(
         assert "1 without their sparse vector (ids" in table
 
         report = kit.doctor(repair=True)
-        assert f"{collection}: rewrote 2 sparse vectors in Qdrant collection" in "".join(
-            report.repaired
+        assert (
+            f"{collection}: rewrote 2 sparse vectors in its Qdrant points (1 missing, 1 stale)"
+            in "".join(report.repaired)
         )
         assert report.ok and report.collection(collection).check(QDRANT_SPARSE).counts == {
             "checked": 8,

@@ -105,9 +105,7 @@ class HoldsSparseVectors(Protocol):
 @runtime_checkable
 class ReadsSparseVectors(Protocol):
     """Gives back the sparse vectors its points hold, so that they can be compared with the
-    sparse channel they were copied from; ``collection`` is the engine's name for them."""
-
-    collection: str
+    sparse channel they were copied from."""
 
     def sparse_vectors(self, ids: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """(indices, values) per point among ``ids`` that holds a sparse vector."""

@@ -214,20 +214,8 @@ class QdrantIndex(QdrantChannels):
             found.update(int(r.id) for r in records)
         return found
 
-    def sparse_vectors(self, ids: np.ndarray) -> dict[int, SparseRow]:
-        """(indices, values) of each point among ``ids`` that holds a sparse vector."""
-        found: dict[int, SparseRow] = {}
-        for start in range(0, len(ids), 4 * _BATCH):
-            chunk = [int(i) for i in ids[start : start + 4 * _BATCH]]
-            records = self.client.retrieve(
-                self.collection, chunk, with_payload=False, with_vectors=[SPARSE]
-            )
-            for r in records:
-                vector = r.vector.get(SPARSE) if isinstance(r.vector, dict) else None
-                if vector is not None:
-                    indices = np.asarray(vector.indices, dtype=np.int64)
-                    found[int(r.id)] = indices, np.asarray(vector.values, dtype=np.float32)
-        return found
+    def _retrieve_sparse(self, ids: list[int]) -> Sequence[Any]:
+        return self.client.retrieve(self.collection, ids, with_payload=False, with_vectors=[SPARSE])
 
     def _delete(self, ids: list[int]) -> None:
         selector = self._models.PointIdsList(points=ids)
