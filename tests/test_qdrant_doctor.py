@@ -187,6 +187,12 @@ def test_a_second_workspace_does_not_steal_an_alias_of_the_first(tmp_path, tiny_
         assert "points at 'team-a'" in found.detail and "qdrant_alias_prefix" in found.detail
         assert checked(a, QDRANT_ALIASES).status == "ok"
 
+        with pytest.warns(AliasConflictWarning, match="'default'"):
+            b.ingest(tmp_path / "docs")  # every writer job says so at its start
+        with pytest.warns(AliasConflictWarning):
+            repaired = b.doctor(repair=True)
+        assert not repaired.ok and qdrant_aliases(a) == {"default": "team-a"}  # not taken
+
 
 def test_with_prefixes_both_workspaces_hold_their_aliases(tmp_path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
     a, b = two_workspaces(tmp_path, tiny_encoder)
@@ -196,6 +202,7 @@ def test_with_prefixes_both_workspaces_hold_their_aliases(tmp_path, tiny_encoder
         a.config.index.qdrant_alias_prefix = "a-"
         b.config.index.qdrant_alias_prefix = "b-"
         assert checked(a, QDRANT_ALIASES).counts == {"wrong": 1, "left over": 1, "conflicts": 0}
+        assert checked(a, "settings").status == "ok"  # a prefix names aliases: no drift
         a.set_alias("default", a.collection().name)
         b.set_alias("default", b.collection().name)
         assert qdrant_aliases(a) == {"a-default": "team-a", "b-default": "team-b"}
@@ -211,6 +218,17 @@ def test_with_prefixes_both_workspaces_hold_their_aliases(tmp_path, tiny_encoder
 def test_an_alias_prefix_outside_qdrant_names_is_refused(prefix: str) -> None:
     with pytest.raises(ConfigError, match="qdrant_alias_prefix"):
         IndexConfig(qdrant_alias_prefix=prefix)
+
+
+def test_the_alias_prefix_is_read_from_ragkit_toml(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.config import WorkspaceConfig
+
+    path = tmp_path / "ragkit.toml"
+    path.write_text('[index]\nqdrant_alias_prefix = "team-a-"\n', encoding="utf-8")
+    assert WorkspaceConfig.load(path).index.qdrant_alias_prefix == "team-a-"
+    path.write_text('[index]\nqdrant_alias_prefix = "team a"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="qdrant_alias_prefix 'team a'"):
+        WorkspaceConfig.load(path)
 
 
 def test_the_alias_prefix_is_no_part_of_a_collection_spec() -> None:
