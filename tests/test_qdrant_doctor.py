@@ -237,3 +237,19 @@ def test_the_alias_prefix_is_no_part_of_a_collection_spec() -> None:
     spec = DenseIndexSpec.from_config(IndexConfig(qdrant_alias_prefix="team-a-"))
     assert "qdrant_alias_prefix" not in spec.params
     assert IndexConfig(qdrant_alias_prefix="team-a.v2_").qdrant_alias_prefix == "team-a.v2_"
+
+
+def test_a_qdrant_edge_collection_has_its_sparse_vectors_checked(tmp_path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("qdrant_edge")
+    corpus = make_corpus(tmp_path / "docs", n=5)
+    with qdrant_workspace(tmp_path / "ws", tiny_encoder, qdrant_sparse=True) as kit:
+        kit.config.index.backend = "qdrant-edge"
+        kit.ingest(corpus)
+        found = checked(kit, QDRANT_SPARSE)  # the writer once saved the shard before them
+        assert found.status == "ok" and found.counts == {"checked": 5, "missing": 0, "stale": 0}
+        assert "all 5 points" in found.detail
+        assert kit.doctor().collection(kit.collection().name).check(QDRANT_ALIASES) is None
+        (corpus / "doc01.md").write_text("# new\n\nlemon grape cherry\n", encoding="utf-8")
+        kit.ingest(corpus)
+        assert checked(kit, QDRANT_SPARSE).counts == {"checked": 5, "missing": 0, "stale": 0}
+        assert_same_hits(hybrid(kit, server_side=True), hybrid(kit, server_side=False))
