@@ -268,6 +268,16 @@ class CollectionWriter:
     def dirty(self) -> bool:
         return self._dirty
 
+    def copy_sparse_again(self, ids: np.ndarray) -> bool:
+        """Have the next commit copy these points' sparse vectors into the index again, as a
+        new generation (an engine that saves a copy, Qdrant Edge, keeps them only so); False
+        when the collection keeps no sparse vectors in its points."""
+        if self._mirror is None:
+            return False
+        self._mirror.again(ids)
+        self._dirty = True
+        return True
+
     @property
     def sparse_needs_rebuild(self) -> bool:
         return self.channel is not None and self._sparse_rebuild

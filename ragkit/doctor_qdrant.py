@@ -8,8 +8,8 @@
 - **qdrant sparse vectors**: with ``[index] qdrant_sparse`` each point holds the sparse vector
   of the collection's sparse channel (its ``sparse.g….`` file is the record), none missing,
   none stale. Up to :data:`FULL_COMPARE_LIMIT` points are compared in full; beyond that a
-  seeded sample of that many, which the report says. ``--repair`` compares in full and
-  rewrites the missing and stale vectors (:func:`rewrite_qdrant_sparse`).
+  seeded sample of that many, which the report says. ``--repair`` compares in full
+  (:func:`compare_sparse`) and commits the missing and stale vectors again.
 
 Both only read, like every doctor check.
 """
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragkit.doctor import OK, PROBLEM, SKIPPED, Check
-from ragkit.indexes import ReadsSparseVectors, SupportsAliases, close_index
+from ragkit.indexes import ReadsSparseVectors, SupportsAliases
 from ragkit.indexes.qdrant_common import sparse_rows
 
 if TYPE_CHECKING:
@@ -36,8 +36,9 @@ __all__ = [
     "QDRANT_ALIASES",
     "QDRANT_SPARSE",
     "QdrantAliasChecks",
+    "SparseComparison",
+    "compare_sparse",
     "qdrant_sparse_check",
-    "rewrite_qdrant_sparse",
 ]
 
 QDRANT_ALIASES = "qdrant aliases"
@@ -206,25 +207,6 @@ def qdrant_sparse_check(
         f"index: {', '.join(parts)}; run `ragkit doctor --repair` to rewrite them"
     )
     return Check(QDRANT_SPARSE, PROBLEM, detail, counts)
-
-
-def rewrite_qdrant_sparse(collection: Collection, channel: SparseChannel) -> str:
-    """``--repair``: compare every point and rewrite the vectors that differ."""
-    dense = collection.load_dense()
-    try:
-        sparse = collection.load_sparse(channel)
-        found = compare_sparse(dense, channel, sparse, limit=None)
-        wrong = found.ids()
-        if len(wrong):
-            ids, rows = channel.document_vectors(sparse, wrong)
-            keep = np.isin(ids, wrong)
-            dense.add_sparse(ids[keep], rows[np.flatnonzero(keep)])
-    finally:
-        close_index(dense)
-    return (
-        f"{collection.name}: rewrote {len(wrong)} sparse vectors in its Qdrant points "
-        f"({len(found.missing)} missing, {len(found.stale)} stale)"
-    )
 
 
 def _named(ids: np.ndarray) -> str:

@@ -253,3 +253,23 @@ def test_a_qdrant_edge_collection_has_its_sparse_vectors_checked(tmp_path, tiny_
         kit.ingest(corpus)
         assert checked(kit, QDRANT_SPARSE).counts == {"checked": 5, "missing": 0, "stale": 0}
         assert_same_hits(hybrid(kit, server_side=True), hybrid(kit, server_side=False))
+
+
+def test_repair_commits_the_sparse_vectors_a_qdrant_edge_generation_lacks(
+    tmp_path, tiny_encoder, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A generation written before the writer saved Edge shards after the sparse mirror."""
+    pytest.importorskip("qdrant_edge")
+    from ragkit.sparse_mirror import SparseMirror
+
+    with qdrant_workspace(tmp_path / "ws", tiny_encoder, qdrant_sparse=True) as kit:
+        kit.config.index.backend = "qdrant-edge"
+        monkeypatch.setattr(SparseMirror, "write", lambda self, sparse_index: 0)
+        kit.ingest(make_corpus(tmp_path / "docs", n=4))
+        monkeypatch.undo()
+        assert checked(kit, QDRANT_SPARSE).counts == {"checked": 4, "missing": 4, "stale": 0}
+        generation = kit.collection().record.generation
+        report = kit.doctor(repair=True)
+        assert any("rewrote 4 sparse vectors" in action for action in report.repaired)
+        assert report.ok and kit.collection().record.generation == generation + 1
+        assert_same_hits(hybrid(kit, server_side=True), hybrid(kit, server_side=False))
