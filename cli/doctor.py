@@ -49,7 +49,9 @@ def doctor_command(
 
     Per collection: the committed dense index exists, loads and holds exactly the store's chunk
     ids; every chunk has a cached vector for the collection's encoder; the sparse index exists,
-    loads and holds the same ids; no files of other generations are left over. For the store:
+    loads and holds the same ids; no files of other generations are left over; on a Qdrant
+    server or shared folder, the Qdrant aliases follow the store's and, with qdrant_sparse, the
+    points' sparse vectors match the sparse index. For the store:
     SQLite's integrity check and foreign keys. Without --repair nothing is written.
 
     Exit codes: 0 healthy, 1 problems found (after --repair: problems left) or error,

@@ -26,6 +26,7 @@ from ragkit.doctor import (
     DoctorReport,
     check_workspace,
 )
+from ragkit.doctor_qdrant import QDRANT_SPARSE, compare_sparse
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import EncoderMismatchError
 from ragkit.indexes import close_index
@@ -91,6 +92,8 @@ def _repair_collection(
         generation = _commit_rebuild(collection, channel, rebuild)
         names = " and ".join(sorted(rebuild))
         actions.append(f"{report.name}: rebuilt the {names} index as generation {generation}")
+    if channel is not None and report.problem(QDRANT_SPARSE):
+        actions.append(rewrite_qdrant_sparse(collection, channel))
     stray = report.check(STRAY_FILES)
     if stray is not None and not stray.ok:
         collection.remove_stale_files()  # a rebuild's writer has already done so: harmless
@@ -109,6 +112,24 @@ def _what_to_rebuild(report: CollectionReport, channel: SparseChannel | None) ->
     if channel is not None and sparse_broken:
         rebuild.add("sparse")
     return rebuild
+
+
+def rewrite_qdrant_sparse(collection: Collection, channel: SparseChannel) -> str:
+    """Compare every point's sparse vector with the channel's index and commit the ones that
+    differ again, as a new generation through the writer's own commit."""
+    writer = CollectionWriter(collection, channel)
+    try:
+        found = compare_sparse(writer.index, channel, writer.sparse, limit=None)
+        wrong = found.ids()
+        if len(wrong) and writer.copy_sparse_again(wrong):
+            with writer.committing():
+                pass  # nothing to apply: the mirror's copy is the whole commit
+    finally:
+        close_index(writer.index)
+    return (
+        f"{collection.name}: rewrote {len(wrong)} sparse vectors in its Qdrant points "
+        f"({len(found.missing)} missing, {len(found.stale)} stale)"
+    )
 
 
 def _encode_uncached(

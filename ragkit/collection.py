@@ -268,6 +268,16 @@ class CollectionWriter:
     def dirty(self) -> bool:
         return self._dirty
 
+    def copy_sparse_again(self, ids: np.ndarray) -> bool:
+        """Have the next commit copy these points' sparse vectors into the index again, as a
+        new generation (an engine that saves a copy, Qdrant Edge, keeps them only so); False
+        when the collection keeps no sparse vectors in its points."""
+        if self._mirror is None:
+            return False
+        self._mirror.again(ids)
+        self._dirty = True
+        return True
+
     @property
     def sparse_needs_rebuild(self) -> bool:
         return self.channel is not None and self._sparse_rebuild
@@ -291,7 +301,6 @@ class CollectionWriter:
             if self._mirror is not None:
                 self._mirror.everything()  # the points were made again, dense vectors only
         generation = self.collection.record.generation + 1
-        self.index.save(self.collection.dense_path(generation))
         fields: dict[str, Any] = {"generation": generation}
         if self.channel is not None:
             if self._sparse_rebuild:
@@ -307,6 +316,9 @@ class CollectionWriter:
         else:
             fields["sparse_fp"] = ""
             fields["sparse_json"] = "{}"
+        # After the sparse mirror: Qdrant Edge saves a copy of its shard, so vectors written
+        # into the points later would miss this generation.
+        self.index.save(self.collection.dense_path(generation))
         store.set_collection(self.collection.name, **fields)
         files = self.collection.checksummed_files(self.channel, generation)
         digests = {path.name: file_digest(path) for path in files.values() if path.is_file()}

@@ -47,10 +47,12 @@ __all__ = [
 STATES = ("building", "live", "retired")
 SPEC_VERSION = 1
 
+#: ``[index]`` settings of the workspace rather than of a collection: never in a spec, no drift
+_WORKSPACE_ONLY = ("qdrant_alias_prefix",)
 _INDEX_PARAMS = tuple(
     f.name
     for f in dataclasses.fields(IndexConfig)
-    if f.name not in ("backend", "kind", "qdrant_api_key", "qdrant_api_key_env")
+    if f.name not in ("backend", "kind", "qdrant_api_key", "qdrant_api_key_env", *_WORKSPACE_ONLY)
 )
 
 

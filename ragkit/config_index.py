@@ -3,6 +3,7 @@ server's cluster settings. Re-exported by :mod:`ragkit.config`."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ragkit.errors import ConfigError
@@ -30,6 +31,12 @@ class IndexConfig:
     x16) of the dense vectors. ``qdrant_sparse``: the collection's sparse channel (BM25 or
     SPLADE) is also written into the Qdrant collection as its ``sparse`` named vector, so that
     a hybrid query can be fused by Qdrant (``[fusion] server_side``).
+
+    ``qdrant_alias_prefix`` goes in front of every Qdrant alias that mirrors a store alias
+    (``"team-a-"``: store alias ``default`` is Qdrant alias ``team-a-default``), so that
+    workspaces sharing one Qdrant keep apart. It names the workspace's aliases, not a
+    collection's data, so ragkit.toml holds it and no collection spec records it: a cutover
+    to a collection of other settings must not rename the alias readers follow.
     """
 
     backend: str = "faiss"
@@ -55,6 +62,7 @@ class IndexConfig:
     qdrant_on_disk_payload: bool = True  # Qdrant's own default
     qdrant_quantization: str = "none"
     qdrant_sparse: bool = False
+    qdrant_alias_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.qdrant_api_key:
@@ -74,6 +82,7 @@ class IndexConfig:
                 f"[index] qdrant_quantization {self.qdrant_quantization!r} is unknown; use one "
                 f"of {list(QDRANT_QUANTIZATIONS)}"
             )
+        _check_alias_prefix(self.qdrant_alias_prefix)
         replicas, consistency = self.qdrant_replication_factor, self.qdrant_write_consistency_factor
         if consistency > max(replicas, 1):
             raise ConfigError(
@@ -90,6 +99,18 @@ QDRANT_COUNTS = (
     "qdrant_write_consistency_factor",
 )
 QDRANT_QUANTIZATIONS = ("none", "scalar", "binary", "product")
+
+
+#: what a Qdrant alias prefix may hold: letters, digits and ``-_.``, as collection names do
+_ALIAS_PREFIX = re.compile(r"[A-Za-z0-9_.-]{0,64}")
+
+
+def _check_alias_prefix(prefix: object) -> None:
+    if not isinstance(prefix, str) or not _ALIAS_PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            f"[index] qdrant_alias_prefix {prefix!r} is not a valid Qdrant name prefix: use at "
+            "most 64 letters, digits, '-', '_' or '.' (e.g. \"team-a-\")"
+        )
 
 
 def _secret_message(section: str, key: str, env_key: str) -> str:

@@ -111,6 +111,7 @@ def check_workspace(workspace: CheckedSource, *, quick: bool = False) -> DoctorR
         aliases = store.aliases()
         checks.append(_alias_check(store, aliases))
         writer_active = workspace.lock.held_elsewhere()
+        qdrant_aliases = _qdrant_alias_checks(workspace)
         for record in store.collections():
             collection = Collection(store, workspace.root, record)
             names = sorted(a for a, target in aliases.items() if target == record.name)
@@ -121,6 +122,7 @@ def check_workspace(workspace: CheckedSource, *, quick: bool = False) -> DoctorR
             )
             report.checks.append(_settings_check(workspace, collection))
             report.checks.extend(drift_checks(workspace, record))  # remote encoders only
+            report.checks.extend(qdrant_aliases(collection))
             collections.append(report)
     except (sqlite3.DatabaseError, StoreDamagedError) as exc:
         checks.append(Check("store", PROBLEM, f"cannot read the store ({exc})"))
@@ -193,6 +195,7 @@ def check_collection(
                 snapshot.sparse_check,
                 _ids_check(SPARSE_IDS, snapshot.sparse, snapshot.store_ids),
             ]
+        checks.extend(_qdrant_sparse_checks(collection, channel, snapshot, writer_active))
         checks.append(_checksum_check(collection, channel))
         checks.append(_stray_check(collection, writer_active))
         return CollectionReport(record.name, aliases, record.generation, checks, record.state)
@@ -335,6 +338,25 @@ def _stray_check(collection: Collection, writer_active: bool) -> Check:
         names = ", ".join(path.name for path in stale[:5]) + (" …" if len(stale) > 5 else "")
         return Check(STRAY_FILES, PROBLEM, names, {"files": len(stale)})
     return Check(STRAY_FILES, OK, "only the committed generation", {"files": 0})
+
+
+def _qdrant_alias_checks(workspace: CheckedSource) -> Callable[[Collection], list[Check]]:
+    """Qdrant aliases against the store's (:mod:`ragkit.doctor_qdrant`), read once."""
+    from ragkit.doctor_qdrant import QdrantAliasChecks
+
+    aliases = QdrantAliasChecks.read(workspace)
+    return lambda collection: [c for c in [aliases.check(collection)] if c is not None]
+
+
+def _qdrant_sparse_checks(
+    collection: Collection, channel: SparseChannel | None, snapshot: _Snapshot, writer_active: bool
+) -> list[Check]:
+    """With ``qdrant_sparse``: the points' sparse vectors against the channel's index."""
+    from ragkit.doctor_qdrant import qdrant_sparse_check
+
+    dense, sparse = snapshot.dense, snapshot.sparse
+    check = qdrant_sparse_check(collection, channel, dense, sparse, writer_active=writer_active)
+    return [] if check is None else [check]
 
 
 class _Empty:

@@ -6,6 +6,7 @@ Messages say what happened, to which file/collection/value, and what to do about
 from __future__ import annotations
 
 __all__ = [
+    "AliasConflictWarning",
     "AliasSyncWarning",
     "ConfigError",
     "ConnectorError",
@@ -82,3 +83,8 @@ class DegradedSearchWarning(UserWarning):
 class AliasSyncWarning(UserWarning):
     """The store's aliases moved but an engine's aliases (Qdrant) could not follow yet; the
     message says when they will."""
+
+
+class AliasConflictWarning(UserWarning):
+    """A Qdrant alias this workspace mirrors points at another workspace's collection, so it
+    was left alone; the message names both collections and the prefix setting to use."""

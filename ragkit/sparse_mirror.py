@@ -64,6 +64,12 @@ class SparseMirror:
         else:
             self._pending.update(int(i) for i in added)
 
+    def again(self, ids: np.ndarray) -> None:
+        """Copy these points' vectors at the next :meth:`write` though they did not change:
+        Qdrant lost or garbled them (``ragkit doctor --repair``)."""
+        if self._pending is not None:
+            self._pending.update(int(i) for i in ids)
+
     def everything(self) -> None:
         """Copy every point's vector at the next :meth:`write`."""
         self._pending = None

@@ -435,3 +435,28 @@ def test_sparse_remove_readd_and_filter(sparse_backend: Backend, sparse_data, tm
     truth = sparse_brute_force(ids[allowed], docs[allowed], queries, K)
     np.testing.assert_array_equal(found[1], truth[1])
     np.testing.assert_allclose(found[0], truth[0], atol=1e-5)
+
+
+def test_points_give_their_sparse_vectors_back(
+    sparse_backend: Backend, sparse_data, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """What ``ragkit doctor`` compares with the sparse channel's record (qdrant_sparse)."""
+    from ragkit.indexes import ReadsSparseVectors
+    from ragkit.indexes.qdrant_common import QdrantSparseView
+
+    ids, docs, _ = sparse_data
+    view = sparse_backend.make(tmp_path)
+    if not isinstance(view, QdrantSparseView):
+        pytest.skip("a SparseIndex is the record itself, not a copy of it")
+    points = view.index
+    assert isinstance(points, ReadsSparseVectors)
+    assert points.sparse_vectors(ids[:5]) == {}  # nothing written yet
+    view.add(ids[:100], docs[:100])
+    held = points.sparse_vectors(ids[:120])  # the last 20 are no points
+    assert set(held) <= set(ids[:100].tolist())
+    for at in range(100):
+        row = docs[at]
+        indices, values = held.get(int(ids[at]), (np.zeros(0, np.int64), np.zeros(0)))
+        order = np.argsort(indices)
+        np.testing.assert_array_equal(indices[order], row.indices[np.argsort(row.indices)])
+        np.testing.assert_allclose(values[order], row.data[np.argsort(row.indices)], rtol=1e-6)

@@ -208,6 +208,9 @@ def test_cutover_and_rollback_move_the_qdrant_alias(tmp_path, models, monkeypatc
         monkeypatch.setattr(lifecycle, "follow_store_aliases_or_warn", lambda workspace: [])
         migrate.cutover(kit, tolerance=1.0)
         assert kit.collection().name == target and qdrant_aliases(kit) == {"default": source}
+        found = kit.doctor().collection(target).check("qdrant aliases")
+        assert found is not None and found.status == "problem"
+        assert f"Qdrant alias 'default' points at {source!r} instead of {target!r}" in found.detail
         report = kit.doctor(repair=True)
         assert f"Qdrant alias 'default' -> '{target}' on {tmp_path / 'qdrant'}" in report.repaired
         assert qdrant_aliases(kit) == {"default": target}

@@ -6,6 +6,7 @@ collection writer, doctor), never with ``hasattr``: :class:`SupportsReconcile` (
 written in place, which may hold writes of a batch whose store transaction rolled back),
 :class:`HoldsSparseVectors` (a sparse vector beside the dense one, fused in the engine),
 :class:`SupportsAliases` (engine aliases that follow the store's),
+:class:`ReadsSparseVectors` (gives its points' sparse vectors back, for ``ragkit doctor``),
 :class:`NeedsRetrain` (a trained structure that wants a rebuild once the data has outgrown
 what it was trained on) and :class:`Closeable` (a backend holding a client, a folder lock or
 an open shard). A backend declares one by having its method.
@@ -25,6 +26,7 @@ __all__ = [
     "Droppable",
     "HoldsSparseVectors",
     "NeedsRetrain",
+    "ReadsSparseVectors",
     "SupportsAliases",
     "SupportsReconcile",
     "atomic_write",
@@ -97,6 +99,16 @@ class HoldsSparseVectors(Protocol):
         allowed_ids: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k`` of the fused top-``depth`` of each channel, fused scores."""
+        ...
+
+
+@runtime_checkable
+class ReadsSparseVectors(Protocol):
+    """Gives back the sparse vectors its points hold, so that they can be compared with the
+    sparse channel they were copied from."""
+
+    def sparse_vectors(self, ids: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """(indices, values) per point among ``ids`` that holds a sparse vector."""
         ...
 
 

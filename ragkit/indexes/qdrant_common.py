@@ -194,6 +194,19 @@ class QdrantChannels(ABC):
         """The sparse channel seen through the ``SparseIndex`` protocol."""
         return QdrantSparseView(self)
 
+    def sparse_vectors(self, ids: np.ndarray) -> dict[int, SparseRow]:
+        """(indices, values) of each point among ``ids`` that holds a sparse vector."""
+        found: dict[int, SparseRow] = {}
+        for start in range(0, len(ids), 4 * self._batch):
+            for record in self._retrieve_sparse(
+                [int(i) for i in ids[start : start + 4 * self._batch]]
+            ):
+                vector = record.vector.get(SPARSE) if isinstance(record.vector, dict) else None
+                if vector is not None:
+                    indices = np.asarray(vector.indices, dtype=np.int64)
+                    found[int(record.id)] = indices, np.asarray(vector.values, dtype=np.float32)
+        return found
+
     def reconcile(self, expected_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids stored here that the store lacks, store ids missing here), each sorted."""
         return reconcile_ids(self.ids(), expected_ids)
@@ -206,6 +219,10 @@ class QdrantChannels(ABC):
     @abstractmethod
     def _put(self, update: list[tuple[int, Any]], insert: list[tuple[int, Any]]) -> None:
         """Write (point id, {channel: vector}) pairs: ``update`` exist, ``insert`` are new."""
+
+    @abstractmethod
+    def _retrieve_sparse(self, ids: list[int]) -> Sequence[Any]:
+        """Records of the stored points among ``ids``, ``vector`` holding only the sparse one."""
 
     @abstractmethod
     def _delete(self, ids: list[int]) -> None:

@@ -198,6 +198,11 @@ class QdrantEdgeIndex(QdrantChannels):
         records = self._shard.retrieve([int(i) for i in ids], with_payload=False, with_vector=False)
         return {int(r.id) for r in records}
 
+    def _retrieve_sparse(self, ids: list[int]) -> Sequence[Any]:
+        if self._shard is None:
+            return []
+        return self._shard.retrieve(ids, with_payload=False, with_vector=[SPARSE])
+
     def _delete(self, ids: list[int]) -> None:
         self._writable().update(self._qe.UpdateOperation.delete_points(ids))
 

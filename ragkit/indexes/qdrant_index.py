@@ -214,6 +214,9 @@ class QdrantIndex(QdrantChannels):
             found.update(int(r.id) for r in records)
         return found
 
+    def _retrieve_sparse(self, ids: list[int]) -> Sequence[Any]:
+        return self.client.retrieve(self.collection, ids, with_payload=False, with_vectors=[SPARSE])
+
     def _delete(self, ids: list[int]) -> None:
         selector = self._models.PointIdsList(points=ids)
         self.client.delete(self.collection, points_selector=selector, wait=True)
