@@ -136,6 +136,8 @@ class Runner:
             self._prune_history()
             followed = follow_store_aliases_or_warn(self.workspace)
             yield from self._run(kind, params, followed)
+            # A job may have made an alias (a first ingest makes its collection's default)
+            follow_store_aliases_or_warn(self.workspace)
         finally:
             lock.release()
 

@@ -73,7 +73,11 @@ class Collection:
     def empty_dense(self) -> DenseIndex:
         """A new, empty dense index of this collection's backend and dimension."""
         return create_dense_index(
-            self.record.dim, self.index_config, directory=self.dir, name=self.name
+            self.record.dim,
+            self.index_config,
+            directory=self.dir,
+            name=self.name,
+            owner=self.store.workspace_id(),
         )
 
     def load_dense(self) -> DenseIndex:
@@ -85,7 +89,9 @@ class Collection:
                 return self.empty_dense()
             path = self.dense_path(generation)
             if path.exists():
-                return _loaded(path, partial(load_dense_index, path, dim, self.index_config))
+                owner = self.store.workspace_id()
+                load = partial(load_dense_index, path, dim, self.index_config, owner)
+                return _loaded(path, load)
             if attempt < 2:
                 self.refresh()
         raise IndexCorruptError(

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +165,22 @@ class Store(ChunkRows, CollectionRows, EmbeddingCache, IndexChecksums, Migration
 
     def set_meta(self, key: str, value: str) -> None:
         self._exec("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    def workspace_id(self) -> str:
+        """This workspace's random identity, made on first use: what marks the Qdrant
+        collections it creates on a shared server or folder as its own ("" when the store
+        cannot be written and has none yet)."""
+        found = self.get_meta("workspace_id")
+        if found:
+            return found
+        try:
+            self._exec(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES('workspace_id', ?)",
+                (uuid.uuid4().hex,),
+            )
+        except sqlite3.OperationalError:  # a read-only store
+            return ""
+        return self.get_meta("workspace_id") or ""
 
     # -- sources and files ------------------------------------------------------------------
     def upsert_source(self, name: str, root: str, config: dict[str, Any]) -> None:

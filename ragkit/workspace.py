@@ -34,6 +34,7 @@ from ragkit.encoders.fingerprint import is_legacy_of
 from ragkit.encoders.protocol import Encoder
 from ragkit.encoders.registry import load_encoder
 from ragkit.errors import StoreDamagedError, WorkspaceError
+from ragkit.indexes import close_index
 from ragkit.lock import WorkspaceLock
 from ragkit.retrieval.limits import check_k, check_query_text
 from ragkit.retrieval.search import Searcher
@@ -163,6 +164,7 @@ class Workspace:
             return existing
         name = f"{_slug(self.encoder.name)}-{self.encoder.fingerprint['id'][:8]}"
         record = self.new_collection_record(name, state="live")
+        _refuse_a_shared_place_taken(Collection(self.store, self.root, record))
         with self.store.transaction():
             self.store.put_collection(record)
             self.store.set_alias(DEFAULT_ALIAS, name)
@@ -415,3 +417,12 @@ def _size_or_zero(path: Path) -> int:
 def _slug(name: str) -> str:
     tail = Path(name).name if name != "default" else "all-MiniLM-L6-v2"
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail)[:40] or "encoder"
+
+
+def _refuse_a_shared_place_taken(collection: Collection) -> None:
+    """A first collection on a Qdrant that other workspaces may use (a server, or a folder
+    named by ``qdrant_path``) opens its Qdrant collection before any record is written: one
+    that another workspace created is refused then, and nothing is left to undo."""
+    config = collection.index_config
+    if config.backend == "qdrant" and (config.qdrant_url or config.qdrant_path):
+        close_index(collection.empty_dense())

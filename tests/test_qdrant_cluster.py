@@ -187,7 +187,7 @@ def qdrant_aliases(kit: ragkit.Workspace) -> dict[str, str]:
 
 
 def test_cutover_and_rollback_move_the_qdrant_alias(tmp_path, models, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from ragkit.pipelines import migrate
+    from ragkit.pipelines import _runner, migrate
     from ragkit.pipelines.migrate import lifecycle
 
     corpus = make_corpus(tmp_path / "docs", n=6)
@@ -204,9 +204,12 @@ def test_cutover_and_rollback_move_the_qdrant_alias(tmp_path, models, monkeypatc
         migrate.rollback(kit)
         assert qdrant_aliases(kit) == {"default": source}
 
-        # A crash between the store transaction and the Qdrant call: the store is the truth.
-        monkeypatch.setattr(lifecycle, "follow_store_aliases_or_warn", lambda workspace: [])
-        migrate.cutover(kit, tolerance=1.0)
+        # A crash between the store transaction and the Qdrant call (the job's own catch-up
+        # at its end included): the store is the truth.
+        with monkeypatch.context() as crashed:
+            crashed.setattr(lifecycle, "follow_store_aliases_or_warn", lambda workspace: [])
+            crashed.setattr(_runner, "follow_store_aliases_or_warn", lambda workspace: [])
+            migrate.cutover(kit, tolerance=1.0)
         assert kit.collection().name == target and qdrant_aliases(kit) == {"default": source}
         found = kit.doctor().collection(target).check("qdrant aliases")
         assert found is not None and found.status == "problem"

@@ -165,9 +165,37 @@ def two_workspaces(tmp_path: Path, encoder: Any) -> tuple[ragkit.Workspace, ragk
         kit = qdrant_workspace(
             tmp_path / team, encoder, qdrant_path=folder, qdrant_collection=f"team-{team}"
         )
-        kit.ingest(corpus)
+        if team == "a":
+            kit.ingest(corpus)  # its first ingest mirrors its alias "default"
+        else:
+            with pytest.warns(AliasConflictWarning, match="'default'"):
+                kit.ingest(corpus)  # ... which b's first ingest finds taken
         kits.append(kit)
     return kits[0], kits[1]
+
+
+def test_a_second_workspace_cannot_write_into_a_collection_of_the_first(tmp_path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
+    folder = str(tmp_path / "shared-qdrant")
+    corpus = make_corpus(tmp_path / "docs", n=3)
+    a = qdrant_workspace(tmp_path / "a", tiny_encoder, qdrant_path=folder)
+    b = qdrant_workspace(tmp_path / "b", tiny_encoder, qdrant_path=folder)
+    with a, b:
+        a.ingest(corpus)
+        assert a.doctor().ok, "a first ingest leaves its default alias mirrored in Qdrant"
+        before = [h.chunk_id for h in a.query("zfs snapshot", k=5, mode="dense")]
+        # the same encoder gives the same default collection name, so the same Qdrant name
+        with pytest.raises(ConfigError, match="another ragkit workspace") as refused:
+            b.ingest(corpus)
+        assert "index.qdrant_collection" in str(refused.value)
+        assert b.collections() == []  # refused before any record: nothing to undo
+        assert a.doctor().ok
+        assert [h.chunk_id for h in a.query("zfs snapshot", k=5, mode="dense")] == before
+
+        b.config.index.qdrant_collection = "team-b"
+        b.config.index.qdrant_alias_prefix = "team-b-"  # the alias "default" is a's
+        b.ingest(corpus)
+        assert b.doctor().ok and a.doctor().ok
+        assert len(b.query("zfs snapshot", k=5, mode="dense")) == len(before)
 
 
 def test_a_second_workspace_does_not_steal_an_alias_of_the_first(tmp_path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]

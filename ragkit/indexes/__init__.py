@@ -47,14 +47,19 @@ __all__ = [
 ]
 
 
-def create_dense_index(dim: int, config: IndexConfig, *, directory: Path, name: str) -> DenseIndex:
-    """A new, empty index of the configured backend."""
-    return dense_backend(config.backend).create(dim, config, directory=directory, name=name)
+def create_dense_index(
+    dim: int, config: IndexConfig, *, directory: Path, name: str, owner: str = ""
+) -> DenseIndex:
+    """A new, empty index of the configured backend. ``owner``: the workspace's identity,
+    which a backend that may be shared between workspaces (a Qdrant server) marks its
+    collections with and checks."""
+    backend = dense_backend(config.backend)
+    return backend.create(dim, config, directory=directory, name=name, owner=owner)
 
 
-def load_dense_index(path: Path, dim: int, config: IndexConfig) -> DenseIndex:
+def load_dense_index(path: Path, dim: int, config: IndexConfig, owner: str = "") -> DenseIndex:
     """A saved generation of the configured backend."""
-    return dense_backend(config.backend).load(path, dim, config)
+    return dense_backend(config.backend).load(path, dim, config, owner)
 
 
 def close_index(index: object) -> None:

@@ -47,6 +47,23 @@ def import_extra(module: str, package: str, purpose: str) -> Any:
         raise MissingDependencyError(package, "qdrant", purpose) from exc
 
 
+OWNER_KEY = "ragkit_workspace"  # a collection's metadata: the workspace that created it
+
+
+def check_owner(collection: str, path: str | None, owner: str, metadata: dict[str, Any]) -> None:
+    """Refuse a Qdrant collection that another ragkit workspace created (one made before
+    owners were recorded, or by another tool, names none and is used as before)."""
+    theirs = metadata.get(OWNER_KEY)
+    if owner and theirs and theirs != owner:
+        where = path or "the Qdrant server"
+        raise ConfigError(
+            f"Qdrant collection {collection!r} in {where} belongs to another ragkit "
+            f"workspace (id {theirs}; this one is {owner}): two workspaces must not share a "
+            "collection's points. Give this workspace's collection a name of its own with "
+            "index.qdrant_collection"
+        )
+
+
 def check_kind(kind: str, engine: str) -> None:
     if kind not in KINDS:
         raise ConfigError(f"index.kind={kind!r} is not available with {engine}; use {KINDS}")

@@ -35,7 +35,9 @@ from ragkit.indexes.qdrant_common import (
     QdrantChannels,
     QdrantSparseView,
     SparseRow,
+    OWNER_KEY,
     check_kind,
+    check_owner,
     import_extra,
     point_ids,
     read_manifest,
@@ -75,9 +77,13 @@ class QdrantIndex(QdrantChannels):
         hnsw_ef_search: int = 128,
         timeout: int = 60,
         cluster: QdrantClusterSettings | None = None,
+        owner: str = "",
     ) -> None:
         """``cluster``: how a new collection is sharded, replicated, stored and quantized;
-        an existing collection keeps the settings it was created with."""
+        an existing collection keeps the settings it was created with. ``owner``: the ragkit
+        workspace's identity, kept in a new collection's metadata; an existing collection
+        whose metadata names another workspace is refused, so two workspaces on one server
+        never write into one collection."""
         qdrant_client = import_qdrant_client()
         from qdrant_client import models
 
@@ -94,6 +100,7 @@ class QdrantIndex(QdrantChannels):
         self._distance = models.Distance.DOT if distance == "dot" else models.Distance.COSINE
         self._hnsw = models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construction)
         self.cluster = cluster or QdrantClusterSettings()
+        self.owner = owner
         # Local mode is always exact and warns about search params, so only a server gets them.
         self._params = None
         if self.mode == "server":
@@ -119,7 +126,14 @@ class QdrantIndex(QdrantChannels):
 
     @classmethod
     def from_config(
-        cls, dim: int, config: Any, *, directory: Path, name: str, collection: str | None = None
+        cls,
+        dim: int,
+        config: Any,
+        *,
+        directory: Path,
+        name: str,
+        collection: str | None = None,
+        owner: str = "",
     ) -> QdrantIndex:
         """Build from ``IndexConfig``; the embedded store defaults to ``<directory>/qdrant``.
 
@@ -148,19 +162,24 @@ class QdrantIndex(QdrantChannels):
             hnsw_ef_construction=config.hnsw_ef_construction,
             hnsw_ef_search=config.hnsw_ef_search,
             cluster=cluster,
+            owner=owner,
         )
 
     @classmethod
-    def load(cls, path: Path, dim: int, config: Any) -> QdrantIndex:
+    def load(cls, path: Path, dim: int, config: Any, owner: str = "") -> QdrantIndex:
         """Open the collection that a manifest written by :meth:`save` names."""
         manifest = read_manifest(path, dim, "qdrant")
         name = manifest["collection"]
-        return cls.from_config(dim, config, directory=path.parent, name=name, collection=name)
+        return cls.from_config(
+            dim, config, directory=path.parent, name=name, collection=name, owner=owner
+        )
 
     def _ensure_collection(self) -> None:
         models = self._models
         if self.client.collection_exists(self.collection) or self.collection in self.aliases():
-            vectors = self.client.get_collection(self.collection).config.params.vectors
+            config = self.client.get_collection(self.collection).config
+            check_owner(self.collection, self._path, self.owner, config.metadata or {})
+            vectors = config.params.vectors
             dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
             if dense is None or dense.size != self.dim:
                 found = "no 'dense' vector" if dense is None else f"dimension {dense.size}"
@@ -185,8 +204,10 @@ class QdrantIndex(QdrantChannels):
             sparse_vectors_config={SPARSE: sparse},
             hnsw_config=self._hnsw,
             on_disk_payload=cluster.on_disk_payload,
+            metadata={OWNER_KEY: self.owner} if self.owner else None,
             **counts,
         )
+
 
     def close(self) -> None:
         if self._path is not None:

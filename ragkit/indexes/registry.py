@@ -4,11 +4,14 @@ A backend is a class with ``from_config`` (a new, empty index) and ``load`` (a s
 generation), registered with the file suffix of one generation. The suffix is kept beside the
 import path so that naming a generation's file (``Collection.dense_path``, the stray-file
 check) never imports faiss or qdrant; the class is imported when an index is built or opened.
-The optional abilities a backend may have are protocols in :mod:`ragkit.indexes.base`.
+The optional abilities a backend may have are protocols in :mod:`ragkit.indexes.base`; one
+that several workspaces may share (a Qdrant server) also takes an ``owner`` keyword in both,
+the workspace's identity, to tell its own collections from another workspace's.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +56,25 @@ class DenseBackend:
             return import_target(self.target)  # type: ignore[no-any-return]
         return self.target
 
-    def create(self, dim: int, config: IndexConfig, *, directory: Path, name: str) -> DenseIndex:
-        return self.cls.from_config(dim, config, directory=directory, name=name)
+    def create(
+        self, dim: int, config: IndexConfig, *, directory: Path, name: str, owner: str = ""
+    ) -> DenseIndex:
+        cls = self.cls
+        if _takes_owner(cls.from_config):
+            return cls.from_config(dim, config, directory=directory, name=name, owner=owner)
+        return cls.from_config(dim, config, directory=directory, name=name)
 
-    def load(self, path: Path, dim: int, config: IndexConfig) -> DenseIndex:
-        return self.cls.load(path, dim, config)
+    def load(self, path: Path, dim: int, config: IndexConfig, owner: str = "") -> DenseIndex:
+        cls = self.cls
+        if _takes_owner(cls.load):
+            return cls.load(path, dim, config, owner=owner)
+        return cls.load(path, dim, config)
+
+
+def _takes_owner(method: Callable[..., Any]) -> bool:
+    """Whether a backend method has the optional ``owner`` keyword (a backend written before
+    it, or one that is never shared between workspaces, need not)."""
+    return "owner" in inspect.signature(method).parameters
 
 
 DENSE_BACKENDS: Registry[DenseBackend] = Registry("dense index backend", "index.backend")
