@@ -174,7 +174,9 @@ def two_workspaces(tmp_path: Path, encoder: Any) -> tuple[ragkit.Workspace, ragk
     return kits[0], kits[1]
 
 
-def test_a_second_workspace_cannot_write_into_a_collection_of_the_first(tmp_path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_workspace_cannot_write_into_a_collection_of_the_first(
+    tmp_path, tiny_encoder
+) -> None:  # type: ignore[no-untyped-def]
     folder = str(tmp_path / "shared-qdrant")
     corpus = make_corpus(tmp_path / "docs", n=3)
     a = qdrant_workspace(tmp_path / "a", tiny_encoder, qdrant_path=folder)

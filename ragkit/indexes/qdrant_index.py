@@ -30,12 +30,12 @@ import numpy as np
 from ragkit.errors import ConfigError, WorkspaceError
 from ragkit.indexes.qdrant_common import (
     DENSE,
+    OWNER_KEY,
     SPARSE,
     Hits,
     QdrantChannels,
     QdrantSparseView,
     SparseRow,
-    OWNER_KEY,
     check_kind,
     check_owner,
     import_extra,
@@ -207,7 +207,6 @@ class QdrantIndex(QdrantChannels):
             metadata={OWNER_KEY: self.owner} if self.owner else None,
             **counts,
         )
-
 
     def close(self) -> None:
         if self._path is not None:
