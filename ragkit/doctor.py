@@ -46,6 +46,8 @@ SPARSE_IDS = "sparse ids"
 CHECKSUMS = "checksums"
 STRAY_FILES = "stray files"
 SETTINGS = "settings"
+DOCUMENT_VECTORS = "document vectors"
+DOCUMENT_CACHE = "cached document vectors"
 STATE = "state"
 
 
@@ -193,6 +195,8 @@ def check_collection(
                 snapshot.sparse_check,
                 _ids_check(SPARSE_IDS, snapshot.sparse, snapshot.store_ids),
             ]
+        if record.spec.index.document_vectors:
+            checks += _document_vector_checks(collection, snapshot.generation, backfilling)
         checks.append(_checksum_check(collection, channel))
         checks.append(_stray_check(collection, writer_active))
         return CollectionReport(record.name, aliases, record.generation, checks, record.state)
@@ -210,6 +214,7 @@ class _Snapshot:
     sparse: Any
     sparse_check: Check
     store_ids: np.ndarray
+    generation: int = 0
 
     @classmethod
     def read(cls, collection: Collection, channel: SparseChannel | None) -> _Snapshot:
@@ -221,7 +226,7 @@ class _Snapshot:
             store_ids = collection.store.all_chunk_ids(collection.chunking_fp)
             collection.refresh()
             if collection.record.generation == generation or attempt == 2:
-                return cls(dense, dense_check, sparse, sparse_check, store_ids)
+                return cls(dense, dense_check, sparse, sparse_check, store_ids, generation)
             _close(dense)
         raise AssertionError("unreachable")
 
@@ -321,7 +326,7 @@ def _checksum_check(collection: Collection, channel: SparseChannel | None) -> Ch
             verified.append(path.name)
     if "dense" not in files:
         notes.append(f"{record.backend}: the vectors live in Qdrant, no file to checksum")
-    counts = {kind: int(kind in changed) for kind in ("dense", "sparse")}
+    counts = {kind: int(kind in changed) for kind in ("dense", "sparse", "documents")}
     detail = "; ".join([*(f"{name}: ok" for name in verified), *notes])
     status = PROBLEM if changed else OK if verified else SKIPPED
     return Check(CHECKSUMS, status, detail, counts)
@@ -335,6 +340,43 @@ def _stray_check(collection: Collection, writer_active: bool) -> Check:
         names = ", ".join(path.name for path in stale[:5]) + (" …" if len(stale) > 5 else "")
         return Check(STRAY_FILES, PROBLEM, names, {"files": len(stale)})
     return Check(STRAY_FILES, OK, "only the committed generation", {"files": 0})
+
+
+def _document_vector_checks(
+    collection: Collection, generation: int, backfilling: bool
+) -> list[Check]:
+    """``[index] document_vectors``: the committed generation's document index holds exactly
+    one vector per stored document (under its first chunk's id: a vector of a document since
+    changed or deleted is an extra id), and the cache has every document's vector, which a
+    rebuild takes them from. A shadow gets them at the end of its backfill."""
+    from ragkit.document_vectors import document_path, load_document_index, uncached_leads
+
+    if backfilling:
+        detail = "added at the end of the backfill: `ragkit migrate status` shows it"
+        return [Check(DOCUMENT_VECTORS, SKIPPED, detail)]
+    store = collection.store
+    if generation == 0:
+        index_check = Check(DOCUMENT_VECTORS, OK, "nothing committed yet")
+    else:
+        path = document_path(collection, generation)
+        index, loaded = _load(
+            DOCUMENT_VECTORS, path, "documents", lambda: load_document_index(collection)
+        )
+        leads = store.lead_chunk_ids(collection.chunking_fp)
+        index_check = loaded if index is None else _ids_check(DOCUMENT_VECTORS, index, leads)
+        if index is not None and index_check.ok:
+            index_check = Check(
+                DOCUMENT_VECTORS, OK, f"one vector for each of {len(leads)} documents"
+            )
+    uncached = uncached_leads(store, collection)
+    if uncached:
+        detail = f"{uncached} documents have no cached document vector"
+        cache_check = Check(DOCUMENT_CACHE, PROBLEM, detail, {"missing": uncached})
+    else:
+        cache_check = Check(
+            DOCUMENT_CACHE, OK, "every document has a cached vector", {"missing": 0}
+        )
+    return [index_check, cache_check]
 
 
 class _Empty:
