@@ -23,10 +23,32 @@ from ragkit.retrieval.grouping import DocumentScoring, group_run
 QUERY = "zfs snapshot restore"
 FILLER = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "red", "green", "blue"]
 #: target.md's own words: none of the query's, none of the distractors'
-PLAIN = (
-    "apple banana cherry grape lemon orange pear plum one two three four five six seven eight"
-    " nine ten white black yellow cat dog fish"
-).split()
+PLAIN = [
+    "apple",
+    "banana",
+    "cherry",
+    "grape",
+    "lemon",
+    "orange",
+    "pear",
+    "plum",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "white",
+    "black",
+    "yellow",
+    "cat",
+    "dog",
+    "fish",
+]
 
 
 def _filler(n: int, start: int) -> str:
