@@ -326,7 +326,8 @@ def _checksum_check(collection: Collection, channel: SparseChannel | None) -> Ch
             verified.append(path.name)
     if "dense" not in files:
         notes.append(f"{record.backend}: the vectors live in Qdrant, no file to checksum")
-    counts = {kind: int(kind in changed) for kind in ("dense", "sparse", "documents")}
+    kinds = ("dense", "sparse", *(("documents",) if "documents" in files else ()))
+    counts = {kind: int(kind in changed) for kind in kinds}
     detail = "; ".join([*(f"{name}: ok" for name in verified), *notes])
     status = PROBLEM if changed else OK if verified else SKIPPED
     return Check(CHECKSUMS, status, detail, counts)
