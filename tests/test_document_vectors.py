@@ -286,3 +286,50 @@ def test_a_migration_shadow_gets_its_document_vectors_at_the_end_of_its_backfill
         hits = kit.query(QUERY, k=4, mode="dense", documents=True)
         assert "target.md" in [h.uri for h in hits]
         assert kit.doctor().ok
+
+
+def test_a_garbled_document_vector_file_fails_its_checksum_and_is_rebuilt(kit) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.doctor import CHECKSUMS
+
+    collection = kit.collection()
+    path = document_path(collection, collection.record.generation)
+    data = bytearray(path.read_bytes())
+    data[-64:-32] = bytes(32)  # inside the vectors: it still loads, with the same ids
+    path.write_bytes(bytes(data))
+    found = kit.doctor().collections[0]
+    assert found.check(CHECKSUMS).counts == {"dense": 0, "sparse": 0, "documents": 1}
+    repaired = kit.doctor(repair=True)
+    assert repaired.ok, repaired.to_dict()
+    collection.refresh()
+    rebuilt = document_path(collection, collection.record.generation).read_bytes()
+    assert rebuilt != bytes(data) and len(rebuilt) == len(data)
+
+
+def test_a_qdrant_collection_keeps_its_document_vectors_in_a_faiss_file(
+    tmp_path, tiny_model
+) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("qdrant_client")
+    import ragkit
+
+    tiny_model.save(str(tmp_path / "model"))
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "ragkit.toml").write_text(
+        f'[encoder]\nmodel = "{tmp_path / "model"}"\n\n'
+        "[chunking]\nmax_tokens = 24\noverlap_tokens = 0\ncontext_headers = false\n\n"
+        '[index]\nbackend = "qdrant"\ndocument_vectors = true\n',
+        encoding="utf-8",
+    )
+    _write_corpus(tmp_path / "docs")
+    with ragkit.open(tmp_path / "ws", create=True) as kit:
+        kit.ingest(tmp_path / "docs")
+        collection = kit.collection()
+        assert collection.record.backend == "qdrant"
+        assert document_path(collection, collection.record.generation).is_file()
+        hits = kit.query(QUERY, k=4, mode="dense", documents=True)
+        assert "target.md" in [h.uri for h in hits]
+        (tmp_path / "docs" / "short.md").unlink()
+        kit.ingest(tmp_path / "docs")
+        assert sorted(load_document_index(kit.collection()).ids().tolist()) == sorted(
+            _lead_ids(kit).values()
+        )
+        assert kit.doctor().ok
