@@ -154,9 +154,15 @@ def _document_vector_runs(
 
     collection = _document_vector_collection(kit)
     out: dict[str, list[dict[str, float]]] = {}
-    for mode in ("dense", "hybrid"):
-        hits = kit.query_many(texts, k=100, mode=mode, documents="max", alias=DOCVEC)
-        out[f"{mode} · documents=True + document vectors"] = [
+    for mode, scoring in (
+        ("dense", "max"),
+        ("hybrid", "max"),
+        ("dense", "decayed"),
+        ("hybrid", "decayed"),
+    ):
+        hits = kit.query_many(texts, k=100, mode=mode, documents=scoring, alias=DOCVEC)
+        name = "documents=True" if scoring == "max" else 'documents="decayed"'
+        out[f"{mode} · {name} + document vectors"] = [
             {corpus_id_from_uri(h.uri): h.score for h in row} for row in hits
         ]
     vectors = np.asarray(kit.encoder_for(collection).encode_queries(texts), np.float32)
@@ -337,9 +343,12 @@ def _run_set(name: str, root: Path, sweep: bool, workspace: Path | None = None) 
             "hybrid · chunk RRF, best chunk (before)",
             "hybrid · document RRF, max",
             "hybrid · documents=True + document vectors",
+            "hybrid · document RRF, decayed λ=0.5 n=3",
+            'hybrid · documents="decayed" + document vectors',
         ]
         top3 = _top3(systems, names, data.queries, qids, data.qrels)
         columns = ["id", "question", "before", "document RRF", "+ document vectors"]
+        columns += ["decayed", "decayed + document vectors"]
         print(_common.markdown_table(columns, top3))
         for position, system in enumerate(names):
             found = sum(row[2 + position].startswith("yes") for row in top3)

@@ -113,6 +113,14 @@ def test_ingest_writes_one_vector_per_document_from_title_and_lead(kit) -> None:
     short = stored_leads(kit.store, collection, [leads["short.md"]])[leads["short.md"]]
     chunk_hash = kit.store.chunk_hashes(collection.chunking_fp)
     assert short[0] in {h for i, h, _ in chunk_hash if i == leads["short.md"]}
+    # `ragkit collections` says so
+    from typer.testing import CliRunner
+
+    from ragkit.cli.app import app
+
+    listed = CliRunner().invoke(app, ["collections", "-w", str(kit.root), "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [c["document_vectors"] for c in json.loads(listed.output)] == [True]
 
 
 def test_only_the_document_vector_finds_the_right_document(kit) -> None:  # type: ignore[no-untyped-def]
