@@ -341,3 +341,34 @@ def test_a_qdrant_collection_keeps_its_document_vectors_in_a_faiss_file(
             _lead_ids(kit).values()
         )
         assert kit.doctor().ok
+
+
+def test_a_commit_that_fails_leaves_the_committed_document_vectors(
+    kit, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.store import Store
+
+    collection = kit.collection()
+    generation = collection.record.generation
+    before = sorted(load_document_index(collection).ids().tolist())
+    (tmp_path / "docs" / "short.md").unlink()
+    (tmp_path / "docs" / "new.md").write_text("# New\n\n## A\n\nwal vacuum\n\n## B\n\nhook\n")
+
+    def fail(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Store, "set_index_checksums", fail)  # after the files are written
+        with pytest.raises(OSError, match="disk full"):
+            kit.ingest(tmp_path / "docs")
+    collection.refresh()
+    assert collection.record.generation == generation
+    assert sorted(load_document_index(collection).ids().tolist()) == before
+    assert document_path(collection, generation + 1).exists()  # written, never committed
+    kit.ingest(tmp_path / "docs")
+    collection.refresh()
+    assert sorted(load_document_index(collection).ids().tolist()) == sorted(_lead_ids(kit).values())
+    assert not document_path(collection, generation + 1).exists() or (
+        collection.record.generation == generation + 1
+    )
+    assert kit.doctor().ok
