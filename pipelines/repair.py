@@ -113,7 +113,7 @@ def _what_to_rebuild(report: CollectionReport, channel: SparseChannel | None) ->
     sparse_broken = report.problem(SPARSE_FILE, SPARSE_IDS) or changed_counts.get("sparse")
     if channel is not None and sparse_broken:
         rebuild.add("sparse")
-    if report.problem(DOCUMENT_VECTORS, DOCUMENT_CACHE) or changed_counts.get("documents"):
+    if report.problem(DOCUMENT_VECTORS) or changed_counts.get("documents"):
         rebuild.add("documents")
     return rebuild
 

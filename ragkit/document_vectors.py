@@ -152,18 +152,23 @@ def document_path(collection: Collection, generation: int) -> Path:
 
 
 def load_document_index(collection: Collection) -> DenseIndex:
-    """The committed generation's document vectors (empty before the first commit)."""
-    record = collection.record
-    if record.generation == 0:
-        return _empty(collection)
-    path = document_path(collection, record.generation)
+    """The committed generation's document vectors (empty before the first commit); read
+    again from the new generation when a writer replaced this one meanwhile."""
+    for attempt in range(3):
+        record = collection.record
+        if record.generation == 0:
+            return _empty(collection)
+        path = document_path(collection, record.generation)
+        if path.exists() or attempt == 2:
+            break
+        collection.refresh()
     if not path.exists():
         raise IndexCorruptError(
             f"collection {collection.name!r}: document vector file {path} is missing; run "
             "`ragkit doctor --repair` to rebuild it from the store"
         )
     try:
-        return load_dense_index(path, record.dim, _FLAT)
+        return load_dense_index(path, collection.record.dim, _FLAT)
     except Exception as exc:
         raise IndexCorruptError(
             f"document vector file {path} does not load ({type(exc).__name__}: {exc}); run "
