@@ -372,3 +372,19 @@ def test_a_commit_that_fails_leaves_the_committed_document_vectors(
         collection.record.generation == generation + 1
     )
     assert kit.doctor().ok
+
+
+def test_a_collection_built_from_the_store_with_another_chunking_gets_them(kit) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.config import ChunkingConfig
+
+    chunking = ChunkingConfig(max_tokens=20, overlap_tokens=0, context_headers=False)
+    built = kit.create_collection(
+        "small", chunking=chunking, index=IndexConfig(document_vectors=True), state="live"
+    )
+    assert built.chunking_fp != kit.collection().chunking_fp
+    leads = kit.store.lead_chunk_ids(built.chunking_fp)
+    assert len(leads) == 5
+    assert sorted(load_document_index(built).ids().tolist()) == leads.tolist()
+    hits = kit.query(QUERY, k=4, mode="dense", documents=True, alias="small")
+    assert "target.md" in [h.uri for h in hits]
+    assert kit.doctor().ok
