@@ -47,6 +47,9 @@ __all__ = [
 #: and loses nothing, until its migration is finalized (which deletes it).
 STATES = ("building", "live", "retired")
 SPEC_VERSION = 1
+#: the version a spec with document vectors is stored under: a ragkit that does not know them
+#: refuses the collection instead of writing it without keeping its document vectors
+DOCUMENT_VECTORS_SPEC_VERSION = 2
 
 _INDEX_PARAMS = tuple(
     f.name
@@ -199,14 +202,17 @@ class CollectionSpec:
     version: int = SPEC_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if self.index.document_vectors:
+            values["version"] = max(self.version, DOCUMENT_VECTORS_SPEC_VERSION)
+        return values
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, default=str)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CollectionSpec:
-        if int(raw.get("version", SPEC_VERSION)) > SPEC_VERSION:
+        if int(raw.get("version", SPEC_VERSION)) > DOCUMENT_VECTORS_SPEC_VERSION:
             raise ConfigError("a collection spec was written by a newer ragkit; upgrade ragkit")
         parts = {
             "encoder": EncoderSpec,

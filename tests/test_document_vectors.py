@@ -245,6 +245,12 @@ def test_option_is_validated_and_compared_as_drift() -> None:
     # a spec stored before the option has none
     assert CollectionSpec.from_dict({"index": {"backend": "faiss"}}).index.document_vectors is False
     assert CollectionSpec.from_json(spec.to_json()) == spec
+    # stored under version 2 with them, so a ragkit that does not know them refuses it
+    with_vectors = CollectionSpec(index=DenseIndexSpec(document_vectors=True))
+    assert with_vectors.to_dict()["version"] == 2 and spec.to_dict()["version"] == 1
+    assert CollectionSpec.from_json(with_vectors.to_json()) == with_vectors
+    with pytest.raises(ConfigError, match="newer ragkit"):
+        CollectionSpec.from_dict({"version": 3})
 
 
 def test_a_migration_shadow_gets_its_document_vectors_at_the_end_of_its_backfill(
