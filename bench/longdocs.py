@@ -12,8 +12,13 @@ the embedding cache). Per set, nDCG@10 / MRR@10 / R@100 (pytrec_eval) of:
 - ragkit's document scorings: each channel's chunk run grouped into documents (``max`` or
   ``decayed``: s1 + λ·s2 + λ²·s3), document runs fused by RRF in hybrid mode — the same
   functions ``kit.query(..., documents=True)`` uses (``ragkit.retrieval.grouping``);
-- a lead vector: the dense run restricted to each document's first chunk (its title and lead
-  section), fused by RRF with the grouped channels;
+- a lead chunk: the dense run restricted to each document's first chunk, fused by RRF with the
+  grouped channels;
+- ragkit's document vectors (``[index] document_vectors``): a second collection over the same
+  chunk rows (``kit.create_collection("docvec", index=... document_vectors=True)``: chunk
+  vectors from the cache, only the documents' own vectors encoded), queried through
+  ``kit.query_many(..., documents="max")``, the path ``ragkit query --documents`` takes; and,
+  bench-only, its document vectors' run fused with whole-page BM25 as a fourth run;
 - the naive baselines: the first 256 tokens of each page embedded by the same encoder
   (all-MiniLM-L6-v2 truncates its input there), BM25 (bm25s, English stemmer and stopwords,
   as ragkit's) over whole pages, and the RRF (k=60) of the two.
@@ -42,6 +47,7 @@ import numpy as np
 
 DEPTH = 300  # chunks per channel; eval_workspace asks for 3 × 100
 Run = dict[str, dict[str, float]]
+DOCVEC = "docvec"  # the collection with document vectors, beside the workspace's default
 
 
 def _chunk_map(kit: Any) -> tuple[dict[int, str], dict[str, int]]:
@@ -94,7 +100,9 @@ def _ragkit_runs(kit: Any, texts: list[str], sweep: bool) -> dict[str, list[dict
     scorings = {"max": DocumentScoring(method="max")}
     grid = [(0.5, 3)] + ([(0.25, 3), (0.75, 3), (0.5, 2), (0.5, 5), (0.5, 10)] if sweep else [])
     for decay, chunks in grid:
-        scorings[f"decayed λ={decay} n={chunks}"] = DocumentScoring(decay=decay, chunks=chunks)
+        scorings[f"decayed λ={decay} n={chunks}"] = DocumentScoring(
+            method="decayed", decay=decay, chunks=chunks
+        )
     out: dict[str, list[dict[str, float]]] = {}
     out["dense · best chunk (before)"] = [group_run(r, doc_of, scorings["max"]) for r in dense_runs]
     out["sparse · best chunk (before)"] = [
@@ -121,6 +129,58 @@ def _ragkit_runs(kit: Any, texts: list[str], sweep: bool) -> dict[str, list[dict
             out[f"hybrid · document RRF, {name} + lead"] = [
                 _rrf([d, s, w]) for d, s, w in zip(dense, sparse, lead_runs, strict=True)
             ]
+    return out
+
+
+def _document_vector_collection(kit: Any) -> Any:
+    """The collection with ``[index] document_vectors`` over the default's chunk rows."""
+    import dataclasses
+
+    found = kit.collection(DOCVEC)
+    if found is None:
+        started = time.perf_counter()
+        index = dataclasses.replace(kit.config.index, document_vectors=True)
+        found = kit.create_collection(DOCVEC, index=index, state="live")
+        print(f"{DOCVEC}: built in {time.perf_counter() - started:.1f} s")
+    return found
+
+
+def _document_vector_runs(
+    kit: Any, texts: list[str], grouped: dict[str, list[dict[str, float]]]
+) -> dict[str, list[dict[str, float]]]:
+    """ragkit's own query path with document vectors, and the document vectors' run alone."""
+    from ragkit.document_vectors import load_document_index
+    from ragkit.evaluation import corpus_id_from_uri
+
+    collection = _document_vector_collection(kit)
+    out: dict[str, list[dict[str, float]]] = {}
+    for mode, scoring in (
+        ("dense", "max"),
+        ("hybrid", "max"),
+        ("dense", "decayed"),
+        ("hybrid", "decayed"),
+    ):
+        hits = kit.query_many(texts, k=100, mode=mode, documents=scoring, alias=DOCVEC)
+        name = "documents=True" if scoring == "max" else 'documents="decayed"'
+        out[f"{mode} · {name} + document vectors"] = [
+            {corpus_id_from_uri(h.uri): h.score for h in row} for row in hits
+        ]
+    vectors = np.asarray(kit.encoder_for(collection).encode_queries(texts), np.float32)
+    scores, ids = load_document_index(collection).search(vectors, 100)
+    document_of, _ = _chunk_map(kit)
+    out["dense · document vectors alone"] = [
+        {document_of[int(i)]: float(v) for v, i in zip(row_s, row_i, strict=True) if i >= 0}
+        for row_s, row_i in zip(scores, ids, strict=True)
+    ]
+    out["_check · hybrid document RRF, max + document vectors"] = [
+        _rrf([d, s, w])
+        for d, s, w in zip(
+            grouped["dense · best chunk (before)"],
+            grouped["sparse · best chunk (before)"],
+            out["dense · document vectors alone"],
+            strict=True,
+        )
+    ]
     return out
 
 
@@ -173,17 +233,20 @@ def _baselines(kit: Any, out: Path, texts: list[str]) -> dict[str, list[dict[str
 def _with_page_runs(
     systems: dict[str, list[dict[str, float]]],
 ) -> dict[str, list[dict[str, float]]]:
-    """ragkit's grouped channels fused with a page vector (the first 256 tokens) and
-    whole-page BM25: what a document-level index beside the chunks would add."""
+    """ragkit's grouped channels fused with whole-page BM25 (bench-only, not in ragkit),
+    beside and without ragkit's document vectors."""
     dense = systems["dense · best chunk (before)"]
     sparse = systems["sparse · best chunk (before)"]
-    page = systems["naive · first 256 tokens dense"]
+    vectors = systems["dense · document vectors alone"]
     bm25 = systems["naive · whole-page BM25"]
     combos = {
-        "dense · max + page vector RRF": [dense, page],
-        "hybrid · document RRF, max + page vector": [dense, sparse, page],
         "hybrid · document RRF, max + whole-page BM25": [dense, sparse, bm25],
-        "hybrid · document RRF, max + page vector + whole-page BM25": [dense, sparse, page, bm25],
+        "hybrid · documents=True + document vectors + whole-page BM25": [
+            dense,
+            sparse,
+            vectors,
+            bm25,
+        ],
     }
     return {
         name: [_rrf(list(runs)) for runs in zip(*parts, strict=True)]
@@ -254,6 +317,7 @@ def _run_set(name: str, root: Path, sweep: bool, workspace: Path | None = None) 
         started = time.perf_counter()
         systems = _ragkit_runs(kit, texts, sweep)
         query_s = time.perf_counter() - started
+        systems.update(_document_vector_runs(kit, texts, systems))
         if workspace is None:
             systems.update(_baselines(kit, out, texts))
             systems.update(_with_page_runs(systems))
@@ -278,10 +342,13 @@ def _run_set(name: str, root: Path, sweep: bool, workspace: Path | None = None) 
         names = [
             "hybrid · chunk RRF, best chunk (before)",
             "hybrid · document RRF, max",
-            "hybrid · document RRF, max + page vector",
+            "hybrid · documents=True + document vectors",
+            "hybrid · document RRF, decayed λ=0.5 n=3",
+            'hybrid · documents="decayed" + document vectors',
         ]
         top3 = _top3(systems, names, data.queries, qids, data.qrels)
-        columns = ["id", "question", "before", "after (document RRF)", "+ page vector"]
+        columns = ["id", "question", "before", "document RRF", "+ document vectors"]
+        columns += ["decayed", "decayed + document vectors"]
         print(_common.markdown_table(columns, top3))
         for position, system in enumerate(names):
             found = sum(row[2 + position].startswith("yes") for row in top3)

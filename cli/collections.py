@@ -60,7 +60,7 @@ def print_collections(collections: list[dict]) -> None:  # type: ignore[type-arg
             f"{c['encoder']} ({c['fingerprint'][:10]})",
             str(c["dim"]),
             str(c["chunks"]),
-            f"{c['backend']}/{c['index']}",
+            f"{c['backend']}/{c['index']}" + (" + documents" if c["document_vectors"] else ""),
             c["sparse"] or "-",
             str(c["generation"]),
             f"{c['index_bytes'] / 1e6:.1f} MB",

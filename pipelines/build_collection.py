@@ -22,6 +22,7 @@ import numpy as np
 from ragkit.collection import Collection, CollectionWriter
 from ragkit.collection_parts import chunker_for
 from ragkit.collection_spec import STATES
+from ragkit.document_vectors import encode_batch_leads, encode_stored_leads
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import ConfigError, WorkspaceError
 from ragkit.pipelines._runner import job
@@ -66,7 +67,7 @@ def build_collection(
         fp = collection.chunking_fp
         loaded = workspace.encoder_for(collection)
         shared = store.has_chunks(fp)
-        chunks = [] if shared else _chunk_stored(workspace, loaded, chunking)
+        chunks, titles = ([], {}) if shared else _chunk_stored(workspace, loaded, chunking)
         if shared:
             rows = store.chunk_hashes(fp)
             texts = {text_hash: text for _, text_hash, text in rows}
@@ -75,6 +76,11 @@ def build_collection(
         cached = store.cached_vectors(list(texts), record.model_fp, record.dim)
         todo = {h: t for h, t in texts.items() if h not in cached}
         cached.update(encode_into_cache(loaded, store, record.model_fp, todo))
+        if record.spec.index.document_vectors:
+            if shared:
+                encode_stored_leads(store, collection, loaded)
+            else:
+                encode_batch_leads(store, collection, loaded, titles, chunks)
         channel = workspace.sparse_channel_for(collection)
         prepared = None
         if channel is not None and not shared:
@@ -101,13 +107,17 @@ def build_collection(
 
 def _chunk_stored(
     workspace: Workspace, encoder: Encoder, chunking: ChunkingConfig | None
-) -> list[Chunk]:
-    """Every stored document chunked under the new spec, from its stored blocks."""
+) -> tuple[list[Chunk], dict[str, str]]:
+    """Every stored document chunked under the new spec, from its stored blocks; and each
+    document's title (for its document vector)."""
     chunker = chunker_for(encoder, chunking or workspace.config.chunking)
     chunks: list[Chunk] = []
+    titles: dict[str, str] = {}
     for doc_id in workspace.store.doc_ids():
-        chunks.extend(chunker.chunk(doc_id, workspace.store.load_document(doc_id)))
-    return chunks
+        document = workspace.store.load_document(doc_id)
+        titles[doc_id] = document.title
+        chunks.extend(chunker.chunk(doc_id, document))
+    return chunks, titles
 
 
 def _stack(vectors: list[np.ndarray], dim: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ragkit.chunking import Chunker, TooManyChunksError, doc_id_for
 from ragkit.connectors import LoadOptions
+from ragkit.document_vectors import encode_batch_leads
 from ragkit.documents import Chunk, Document
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import ConnectorError
@@ -178,6 +179,8 @@ class Staging:
         for target in targets:
             chunks = batch.chunks.get(target.chunking_fp, [])
             vectors[target.collection.name] = self._vectors_for(target, chunks)
+            if target.writer.documents is not None:
+                self._cache_document_vectors(target, batch, chunks)
             if target.channel is not None:
                 prepared[target.collection.name] = target.channel.prepare(
                     chunks, self.store, self.progress
@@ -186,6 +189,15 @@ class Staging:
         self.report.chunks_added += sum(len(chunks) for chunks in batch.chunks.values())
         self.report.chunks_deleted += deleted
         self.report.commits += 1
+
+    def _cache_document_vectors(self, target: Target, batch: Batch, chunks: list[Chunk]) -> None:
+        """The batch's documents' own vectors (``[index] document_vectors``), cached before
+        the commit, which adds them to the document index from the cache."""
+        titles = {doc_id: document.title for doc_id, _, _, document, _ in batch.put_docs}
+        started = time.perf_counter()
+        encoded = encode_batch_leads(self.store, target.collection, target.encoder, titles, chunks)
+        if encoded:
+            self.report.encode_seconds += time.perf_counter() - started
 
     def _vectors_for(self, target: Target, chunks: list[Chunk]) -> np.ndarray:
         encoder, model_fp = target.encoder, target.model_fp

@@ -17,6 +17,8 @@ from ragkit.doctor import (
     CHECKSUMS,
     DENSE_FILE,
     DENSE_IDS,
+    DOCUMENT_CACHE,
+    DOCUMENT_VECTORS,
     EMBEDDINGS,
     SPARSE_FILE,
     SPARSE_IDS,
@@ -27,6 +29,7 @@ from ragkit.doctor import (
     check_workspace,
 )
 from ragkit.doctor_qdrant import QDRANT_SPARSE, compare_sparse
+from ragkit.document_vectors import encode_stored_leads
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import EncoderMismatchError
 from ragkit.indexes import close_index
@@ -80,6 +83,8 @@ def _repair_collection(
     actions: list[str] = []
     if report.problem(EMBEDDINGS):
         actions.append(_encode_uncached(workspace, collection, progress))
+    if report.problem(DOCUMENT_CACHE):
+        actions.append(_encode_document_vectors(workspace, collection, progress))
     rebuild = _what_to_rebuild(report, channel)
     uncached = workspace.store.count_uncached(record.model_fp, record.dim, collection.chunking_fp)
     backfilling = workspace.store.backfilling(record.name) is not None  # uncached by design
@@ -111,6 +116,8 @@ def _what_to_rebuild(report: CollectionReport, channel: SparseChannel | None) ->
     sparse_broken = report.problem(SPARSE_FILE, SPARSE_IDS) or changed_counts.get("sparse")
     if channel is not None and sparse_broken:
         rebuild.add("sparse")
+    if report.problem(DOCUMENT_VECTORS) or changed_counts.get("documents"):
+        rebuild.add("documents")
     return rebuild
 
 
@@ -146,6 +153,19 @@ def _encode_uncached(
     texts = {text_hash: text for _, text_hash, text in missing}
     encode_into_cache(encoder, workspace.store, record.model_fp, texts, progress)
     return f"{record.name}: encoded and cached {len(missing)} chunks that had no vector"
+
+
+def _encode_document_vectors(
+    workspace: Workspace, collection: Collection, progress: ProgressCallback
+) -> str:
+    """Cache the document vectors the store's documents lack (``[index] document_vectors``),
+    so that the document index can be rebuilt from the cache."""
+    try:
+        encoder = workspace.encoder_for(collection)
+    except EncoderMismatchError as exc:
+        return f"{collection.name}: document vectors not encoded: {exc}"
+    encoded = encode_stored_leads(workspace.store, collection, encoder, progress)
+    return f"{collection.name}: encoded and cached {encoded} document vectors"
 
 
 def _commit_rebuild(

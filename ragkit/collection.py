@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ragkit.config import IndexConfig
+from ragkit.document_vectors import DocumentVectorWriter, document_path
 from ragkit.errors import IndexCorruptError, RagkitError
 from ragkit.index_checksums import file_digest
 from ragkit.indexes import (
@@ -38,7 +39,7 @@ from ragkit.store import CollectionRecord, Store
 
 __all__ = ["Collection", "CollectionWriter", "committing"]
 
-_GENERATION_FILE = re.compile(r"^(?:dense|sparse)\.g(\d+)\.")
+_GENERATION_FILE = re.compile(r"^(?:dense|sparse|documents)\.g(\d+)\.")
 
 
 class Collection:
@@ -115,6 +116,8 @@ class Collection:
             files["dense"] = self.dense_path(generation)
         if channel is not None:
             files["sparse"] = sparse_path(self.dir, channel, generation)
+        if self.record.spec.index.document_vectors:
+            files["documents"] = document_path(self, generation)
         return files
 
     def vectors_from_cache(self) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
@@ -144,7 +147,8 @@ class Collection:
         for path in sorted(self.dir.iterdir()):
             match = _GENERATION_FILE.match(path.name)
             other_generation = match is not None and int(match.group(1)) != self.record.generation
-            leftover = path.name.startswith((".dense.", ".sparse.")) and path.name != open_lock
+            leftover = path.name.startswith((".dense.", ".sparse.", ".documents."))
+            leftover = leftover and path.name != open_lock
             if other_generation or leftover:
                 stale.append(path)
         return stale
@@ -187,14 +191,16 @@ class CollectionWriter:
         *,
         rebuild: Iterable[str] = (),
     ) -> None:
-        """``rebuild`` ("dense", "sparse") starts those indexes empty, without reading their
-        files, and rebuilds them from the store at the next commit: how ``ragkit doctor
-        --repair`` replaces a missing or damaged index through the same commit as ingest."""
+        """``rebuild`` ("dense", "sparse", "documents") starts those indexes empty, without
+        reading their files, and rebuilds them from the store at the next commit: how ``ragkit
+        doctor --repair`` replaces a missing or damaged index through the same commit as
+        ingest."""
         self.collection = collection
         self.channel = channel
         self._rebuild = frozenset(rebuild)
-        if not self._rebuild <= {"dense", "sparse"}:
-            raise ValueError(f"cannot rebuild {sorted(self._rebuild - {'dense', 'sparse'})}")
+        known = {"dense", "sparse", "documents"}
+        if not self._rebuild <= known:
+            raise ValueError(f"cannot rebuild {sorted(self._rebuild - known)}")
         collection.dir.mkdir(parents=True, exist_ok=True)
         collection.remove_stale_files()
         self._load()
@@ -209,6 +215,8 @@ class CollectionWriter:
             if isinstance(self.index, SupportsReconcile):
                 repaired = self._reconcile(self.index)
         self._dirty = bool(self._rebuild)
+        rebuild_documents = "documents" in self._rebuild
+        self.documents = DocumentVectorWriter.attach(self.collection, rebuild=rebuild_documents)
         self.sparse: Any = None
         self._sparse_rebuild = False
         if self.channel is not None:
@@ -284,13 +292,16 @@ class CollectionWriter:
         self._dirty = True
         return True
 
+    def _documents_out_of_step(self) -> bool:
+        return self.documents is not None and self.documents.out_of_step(self.collection.store)
+
     @property
     def sparse_needs_rebuild(self) -> bool:
         return self.channel is not None and self._sparse_rebuild
 
     def commit(self) -> None:
         """Call inside the store transaction that wrote the chunk rows."""
-        if not self._dirty:
+        if not self._dirty and not self._documents_out_of_step():
             return
         store = self.collection.store
         if self._needs_rebuild:
@@ -307,6 +318,8 @@ class CollectionWriter:
             if self._mirror is not None:
                 self._mirror.everything()  # the points were made again, dense vectors only
         generation = self.collection.record.generation + 1
+        if self.documents is not None:
+            self.documents.commit(store, generation)
         fields: dict[str, Any] = {"generation": generation}
         if self.channel is not None:
             if self._sparse_rebuild:

@@ -30,6 +30,7 @@ from ragkit.config import (
 from ragkit.errors import ConfigError
 
 __all__ = [
+    "DOCUMENT_VECTORS_DEFAULT",
     "STATES",
     "ChunkingSpec",
     "CollectionSpec",
@@ -46,14 +47,28 @@ __all__ = [
 #: and loses nothing, until its migration is finalized (which deletes it).
 STATES = ("building", "live", "retired")
 SPEC_VERSION = 1
+#: the version a spec with document vectors is stored under: a ragkit that does not know them
+#: refuses the collection instead of writing it without keeping its document vectors
+DOCUMENT_VECTORS_SPEC_VERSION = 2
 
 #: ``[index]`` settings of the workspace rather than of a collection: never in a spec, no drift
 _WORKSPACE_ONLY = ("qdrant_alias_prefix",)
 _INDEX_PARAMS = tuple(
     f.name
     for f in dataclasses.fields(IndexConfig)
-    if f.name not in ("backend", "kind", "qdrant_api_key", "qdrant_api_key_env", *_WORKSPACE_ONLY)
+    if f.name
+    not in (
+        "backend",
+        "kind",
+        "qdrant_api_key",
+        "qdrant_api_key_env",
+        "document_vectors",
+        *_WORKSPACE_ONLY,
+    )
 )
+#: whether a new collection stores document vectors when ragkit.toml does not say
+#: (``[index] document_vectors``); a collection made before the option has none
+DOCUMENT_VECTORS_DEFAULT = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,21 +147,30 @@ class DenseIndexSpec:
     kind: str = "flat"
     params: dict[str, Any] = field(default_factory=dict)
     api_key_env: str = "QDRANT_API_KEY"
+    #: one vector per document beside the chunk vectors (:mod:`ragkit.document_vectors`);
+    #: a spec stored before the option reads False: that collection has none
+    document_vectors: bool = False
 
     def config(self) -> IndexConfig:
         known = {k: v for k, v in self.params.items() if k in _INDEX_PARAMS}
         return IndexConfig(
-            backend=self.backend, kind=self.kind, qdrant_api_key_env=self.api_key_env, **known
+            backend=self.backend,
+            kind=self.kind,
+            qdrant_api_key_env=self.api_key_env,
+            document_vectors=self.document_vectors,
+            **known,
         )
 
     @classmethod
     def from_config(cls, config: IndexConfig) -> DenseIndexSpec:
         params = {name: getattr(config, name) for name in _INDEX_PARAMS}
+        wanted = config.document_vectors
         return cls(
             backend=config.backend,
             kind=config.kind,
             params=params,
             api_key_env=config.qdrant_api_key_env,
+            document_vectors=DOCUMENT_VECTORS_DEFAULT if wanted is None else wanted,
         )
 
 
@@ -188,14 +212,17 @@ class CollectionSpec:
     version: int = SPEC_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if self.index.document_vectors:
+            values["version"] = max(self.version, DOCUMENT_VECTORS_SPEC_VERSION)
+        return values
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, default=str)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CollectionSpec:
-        if int(raw.get("version", SPEC_VERSION)) > SPEC_VERSION:
+        if int(raw.get("version", SPEC_VERSION)) > DOCUMENT_VECTORS_SPEC_VERSION:
             raise ConfigError("a collection spec was written by a newer ragkit; upgrade ragkit")
         parts = {
             "encoder": EncoderSpec,
@@ -308,6 +335,9 @@ def spec_drift(
     for name in ("backend", "kind", "api_key_env"):
         if getattr(spec.index, name) != getattr(seeded, name):
             found.append(Drift(f"index.{name}", getattr(spec.index, name), getattr(seeded, name)))
+    wanted = config.index.document_vectors  # compared only where ragkit.toml sets it
+    if wanted is not None and wanted != spec.index.document_vectors:
+        found.append(Drift("index.document_vectors", spec.index.document_vectors, wanted))
     defaults = DenseIndexSpec.from_config(IndexConfig()).params
     for name in _INDEX_PARAMS:
         live = spec.index.params.get(name, defaults[name])

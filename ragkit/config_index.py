@@ -63,6 +63,10 @@ class IndexConfig:
     qdrant_quantization: str = "none"
     qdrant_sparse: bool = False
     qdrant_alias_prefix: str = ""
+    #: one vector per document (its title and lead) beside the chunk vectors, fused with the
+    #: grouped channels when hits are documents; None: the default for a new collection
+    #: (:data:`ragkit.collection_spec.DOCUMENT_VECTORS_DEFAULT`)
+    document_vectors: bool | None = None
 
     def __post_init__(self) -> None:
         if self.qdrant_api_key:
@@ -77,6 +81,10 @@ class IndexConfig:
         for name in ("qdrant_on_disk", "qdrant_on_disk_payload", "qdrant_sparse"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"[index] {name} must be true or false")
+        if self.document_vectors is not None and not isinstance(self.document_vectors, bool):
+            raise ConfigError(
+                f"[index] document_vectors must be true or false, got {self.document_vectors!r}"
+            )
         if self.qdrant_quantization not in QDRANT_QUANTIZATIONS:
             raise ConfigError(
                 f"[index] qdrant_quantization {self.qdrant_quantization!r} is unknown; use one "

@@ -46,6 +46,8 @@ SPARSE_IDS = "sparse ids"
 CHECKSUMS = "checksums"
 STRAY_FILES = "stray files"
 SETTINGS = "settings"
+DOCUMENT_VECTORS = "document vectors"
+DOCUMENT_CACHE = "cached document vectors"
 STATE = "state"
 
 
@@ -196,6 +198,8 @@ def check_collection(
                 _ids_check(SPARSE_IDS, snapshot.sparse, snapshot.store_ids),
             ]
         checks.extend(_qdrant_sparse_checks(collection, channel, snapshot, writer_active))
+        if record.spec.index.document_vectors:
+            checks += _document_vector_checks(collection, snapshot.generation, backfilling)
         checks.append(_checksum_check(collection, channel))
         checks.append(_stray_check(collection, writer_active))
         return CollectionReport(record.name, aliases, record.generation, checks, record.state)
@@ -213,6 +217,7 @@ class _Snapshot:
     sparse: Any
     sparse_check: Check
     store_ids: np.ndarray
+    generation: int = 0
 
     @classmethod
     def read(cls, collection: Collection, channel: SparseChannel | None) -> _Snapshot:
@@ -224,7 +229,7 @@ class _Snapshot:
             store_ids = collection.store.all_chunk_ids(collection.chunking_fp)
             collection.refresh()
             if collection.record.generation == generation or attempt == 2:
-                return cls(dense, dense_check, sparse, sparse_check, store_ids)
+                return cls(dense, dense_check, sparse, sparse_check, store_ids, generation)
             _close(dense)
         raise AssertionError("unreachable")
 
@@ -324,7 +329,8 @@ def _checksum_check(collection: Collection, channel: SparseChannel | None) -> Ch
             verified.append(path.name)
     if "dense" not in files:
         notes.append(f"{record.backend}: the vectors live in Qdrant, no file to checksum")
-    counts = {kind: int(kind in changed) for kind in ("dense", "sparse")}
+    kinds = ("dense", "sparse", *(("documents",) if "documents" in files else ()))
+    counts = {kind: int(kind in changed) for kind in kinds}
     detail = "; ".join([*(f"{name}: ok" for name in verified), *notes])
     status = PROBLEM if changed else OK if verified else SKIPPED
     return Check(CHECKSUMS, status, detail, counts)
@@ -357,6 +363,43 @@ def _qdrant_sparse_checks(
     dense, sparse = snapshot.dense, snapshot.sparse
     check = qdrant_sparse_check(collection, channel, dense, sparse, writer_active=writer_active)
     return [] if check is None else [check]
+
+
+def _document_vector_checks(
+    collection: Collection, generation: int, backfilling: bool
+) -> list[Check]:
+    """``[index] document_vectors``: the committed generation's document index holds exactly
+    one vector per stored document (under its first chunk's id: a vector of a document since
+    changed or deleted is an extra id), and the cache has every document's vector, which a
+    rebuild takes them from. A shadow gets them at the end of its backfill."""
+    from ragkit.document_vectors import document_path, load_document_index, uncached_leads
+
+    if backfilling:
+        detail = "added at the end of the backfill: `ragkit migrate status` shows it"
+        return [Check(DOCUMENT_VECTORS, SKIPPED, detail)]
+    store = collection.store
+    if generation == 0:
+        index_check = Check(DOCUMENT_VECTORS, OK, "nothing committed yet")
+    else:
+        path = document_path(collection, generation)
+        index, loaded = _load(
+            DOCUMENT_VECTORS, path, "documents", lambda: load_document_index(collection)
+        )
+        leads = store.lead_chunk_ids(collection.chunking_fp)
+        index_check = loaded if index is None else _ids_check(DOCUMENT_VECTORS, index, leads)
+        if index is not None and index_check.ok:
+            index_check = Check(
+                DOCUMENT_VECTORS, OK, f"one vector for each of {len(leads)} documents"
+            )
+    uncached = uncached_leads(store, collection)
+    if uncached:
+        detail = f"{uncached} documents have no cached document vector"
+        cache_check = Check(DOCUMENT_CACHE, PROBLEM, detail, {"missing": uncached})
+    else:
+        cache_check = Check(
+            DOCUMENT_CACHE, OK, "every document has a cached vector", {"missing": 0}
+        )
+    return [index_check, cache_check]
 
 
 class _Empty:

@@ -180,6 +180,37 @@ class ChunkRows:
         )
         return int(rows[0][0])
 
+    def lead_chunk_ids(self, chunking_fp: str) -> np.ndarray:
+        """Each document's first chunk (ordinal 0): the id its document vector is kept under."""
+        scope, params = self._scope(chunking_fp)
+        rows = self._query(f"SELECT id FROM chunks WHERE ordinal = 0{scope} ORDER BY id", params)
+        return np.array([row[0] for row in rows], dtype=np.int64)
+
+    def lead_rows(
+        self, lead_ids: Sequence[int], chunking_fp: str, chunks: int
+    ) -> list[tuple[int, str, str, str, str]]:
+        """(first chunk's id, document title, text hash, embed text, text) of the first
+        ``chunks`` chunks of the documents whose first chunk is each of ``lead_ids``, in
+        document and ordinal order: what a document vector's text is made of."""
+        scope, params = self._scope(chunking_fp, "c.chunking_fp")
+        out: list[tuple[int, str, str, str, str]] = []
+        embed = (
+            "CASE WHEN c.context = '' THEN c.text"
+            " ELSE c.context || char(10) || char(10) || c.text END"
+        )
+        for batch in _batched(sorted(int(i) for i in lead_ids), _BATCH):
+            marks = ",".join("?" * len(batch))
+            rows = self._query(
+                f"SELECT l.id, d.title, c.text_hash, {embed}, c.text FROM chunks l"
+                " JOIN chunks c ON c.doc_id = l.doc_id AND c.chunking_fp = l.chunking_fp"
+                " JOIN documents d ON d.doc_id = l.doc_id"
+                f" WHERE l.ordinal = 0 AND l.id IN ({marks}) AND c.ordinal < ?{scope}"
+                " ORDER BY l.id, c.ordinal",
+                (*batch, chunks, *params),
+            )
+            out.extend((row[0], row[1] or "", row[2], row[3], row[4]) for row in rows)
+        return out
+
 
 def _batched(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):

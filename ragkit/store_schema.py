@@ -205,7 +205,7 @@ def legacy_spec(record: dict[str, Any], meta_fp: str, config: WorkspaceConfig) -
     return CollectionSpec(
         encoder=encoder_spec,
         chunking=chunking_spec,
-        index=DenseIndexSpec.from_config(IndexConfig(**known)),
+        index=DenseIndexSpec.from_config(IndexConfig(**{**known, "document_vectors": False})),
         sparse=SparseSpec(model=sparse_model, max_seq_length=config.sparse.max_seq_length),
         fusion=seeded.fusion,
     )

@@ -102,6 +102,7 @@ def collection_summary(
         },
         "backend": spec.index.backend,
         "index": spec.index.kind,
+        "document_vectors": spec.index.document_vectors,
         "sparse": record.sparse.get("kind", ""),
         "generation": record.generation,
         "index_bytes": sum(_size(path) for path in files),

@@ -33,6 +33,7 @@ import numpy as np
 
 from ragkit.chunking import Chunker
 from ragkit.collection import Collection, CollectionWriter
+from ragkit.document_vectors import encode_stored_leads
 from ragkit.documents import Chunk
 from ragkit.embedding_cache import encode_into_cache
 from ragkit.errors import WorkspaceError
@@ -120,6 +121,8 @@ class Backfill:
                     self.writer = None
                 with self.run.unlocked():
                     batch = self._prepare(cursor)
+                    if batch is None:
+                        self._cache_document_vectors()
                 if batch is None:
                     self._finish()
                     break
@@ -253,6 +256,18 @@ class Backfill:
             # cursor moves in this same transaction.
             store.update_migration(self.migration.id, cursor=batch.last_doc, stats=stats)
 
+    def _cache_document_vectors(self) -> None:
+        """A shadow with ``[index] document_vectors`` gets them at the end of its backfill:
+        every stored document's vector is cached here (unlocked, then once more under the
+        lock for documents added meanwhile), and the last commit, the one that makes the
+        migration ``ready``, adds them all to its document index."""
+        if not self.collection.record.spec.index.document_vectors:
+            return
+        encoded = encode_stored_leads(self.store, self.collection, self.encoder)
+        self.stats["document_vectors_encoded"] = (
+            self.stats.get("document_vectors_encoded", 0) + encoded
+        )
+
     def _finish(self) -> None:
         """The cursor is past the last document: add any chunk the shadow still lacks (a
         document an ingest re-chunked behind the cursor is already there; this is the net),
@@ -270,6 +285,9 @@ class Backfill:
             todo = {h: t for _, h, t in rows if h not in cached}
             cached.update(encode_into_cache(self.encoder, store, model_fp, todo, self.progress))
             self.stats["encoded"] += len(todo)
+            writer = self._writer()
+        if writer.documents is not None:
+            self._cache_document_vectors()  # the net: documents an ingest added meanwhile
             writer = self._writer()
         with writer.committing():
             if len(missing):

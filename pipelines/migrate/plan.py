@@ -92,7 +92,7 @@ def spec_changes(source: CollectionSpec, target: CollectionSpec) -> list[Change]
             old, new = getattr(source.chunking, name), getattr(target.chunking, name)
             if old != new:
                 found.append(Change(f"chunking.{name}", old, new))
-    for name in ("backend", "kind"):
+    for name in ("backend", "kind", "document_vectors"):
         if getattr(source.index, name) != getattr(target.index, name):
             found.append(
                 Change(f"index.{name}", getattr(source.index, name), getattr(target.index, name))

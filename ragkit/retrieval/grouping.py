@@ -106,16 +106,28 @@ def by_document(
     ranked: list[list[tuple[int, float]]],
     scoring: DocumentScoring,
     combine: Callable[[list[dict[Any, float]]], list[tuple[Any, float]]],
+    *,
+    documents: list[dict[int, float]] | None = None,
 ) -> list[list[tuple[int, float]]]:
     """One entry per document: each channel's chunks grouped into documents first, then
     the channels' document rankings combined; a document is shown by its chunk that ranks
-    first in the chunk ranking."""
+    first in the chunk ranking.
+
+    ``documents``: per query, a ranking of document vectors keyed by each document's first
+    chunk (:mod:`ragkit.document_vectors`), combined as one more run after the channels'; a
+    document only it found is shown by its first chunk."""
     chunk_ids = {chunk for channel in runs for run in channel for chunk in run}
+    chunk_ids.update(chunk for run in documents or () for chunk in run)
     document_of = store.chunk_documents(sorted(chunk_ids))
     out = []
     for i, chunk_ranking in enumerate(ranked):
         shown = best_chunks(chunk_ranking, document_of)
-        grouped = combine([group_run(channel[i], document_of, scoring) for channel in runs])
+        grouped_runs = [group_run(channel[i], document_of, scoring) for channel in runs]
+        if documents is not None:
+            leads = {document_of[c]: c for c in documents[i] if c in document_of}
+            grouped_runs.append({d: documents[i][c] for d, c in leads.items()})
+            shown = {**leads, **shown}
+        grouped = combine(grouped_runs)
         out.append([(shown[document], score) for document, score in grouped])
     return out
 

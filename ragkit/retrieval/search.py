@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from ragkit.document_vectors import load_document_index
 from ragkit.documents import Hit
 from ragkit.errors import (
     ConfigError,
@@ -54,6 +55,7 @@ class Searcher:
         self.source = source
         self._readers: dict[str, tuple[int, DenseIndex, Any, IndexCorruptError | None]] = {}
         self._rerankers: dict[str, Any] = {}
+        self._documents: dict[str, tuple[int, DenseIndex]] = {}  # document vectors
         self.encoding = QueryEncoding(source)  # a migration's adapter and warm-up
 
     def query_many(
@@ -98,6 +100,13 @@ class Searcher:
             )
         else:
             channels = ("dense", "sparse") if base_mode == "hybrid" else (base_mode,)
+            lead_runs = None
+            with_documents = scoring is not None and base_mode != "sparse"
+            if with_documents and collection.record.spec.index.document_vectors:
+                query_vectors = self._query_vectors(collection, texts, query_vectors)
+                lead_runs = self._document_runs(
+                    collection, query_vectors, depth // CHUNKS_PER_DOCUMENT, where
+                )
             runs = self._channel_runs(
                 collection, reader, texts, depth, where, channels, query_vectors
             )
@@ -105,17 +114,22 @@ class Searcher:
             def combine(query_runs: list[dict[Any, float]]) -> list[tuple[Any, float]]:
                 if len(query_runs) == 1:
                     return sorted(query_runs[0].items(), key=lambda x: (-x[1], x[0]))
+                weights = list(fusion.weights)
+                if len(query_runs) != len(weights):  # the document vectors' run: weight 1
+                    weights = weights[: len(channels)] + [1.0] * (len(query_runs) - len(channels))
                 return fuse(
                     query_runs,
                     method=fusion.method,
-                    weights=fusion.weights,
+                    weights=weights,
                     k=fusion.k,
                     normalization=fusion.normalization,
                 )
 
             ranked = [combine([run[i] for run in runs]) for i in range(len(texts))]
             if scoring is not None:
-                ranked = by_document(self.source.store, runs, ranked, scoring, combine)
+                ranked = by_document(
+                    self.source.store, runs, ranked, scoring, combine, documents=lead_runs
+                )
         rows = self.source.store.chunk_rows(sorted({i for r in ranked for i, _ in r}))
         if use_rerank:
             ranked = self._rerank(texts, ranked, rows, rerank)
@@ -163,6 +177,21 @@ class Searcher:
             else:
                 raise ConfigError(f"collection {collection.name!r} has no sparse index")
         return runs
+
+    def _document_runs(
+        self, collection: Collection, vectors: np.ndarray, depth: int, where: Where
+    ) -> list[dict[int, float]]:
+        """The document vectors' ranking per query, keyed by each document's first chunk
+        (``[index] document_vectors``); a filter allows the documents whose first chunk
+        it allows."""
+        allowed = self._allowed_ids(collection, where)
+        if allowed is not None and len(allowed) == 0:
+            return [{} for _ in vectors]
+        cached = self._documents.get(collection.name)
+        if cached is None or cached[0] != collection.record.generation:
+            cached = (collection.record.generation, load_document_index(collection))
+            self._documents[collection.name] = cached
+        return _as_runs(*cached[1].search(vectors, depth, allowed_ids=allowed))
 
     def _fused_in_engine(
         self,
