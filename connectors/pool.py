@@ -114,6 +114,7 @@ class ParsePool:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.workers_started = 0
+        self.batches_sent = 0
 
     @classmethod
     def for_options(
@@ -225,6 +226,7 @@ class ParsePool:
                 continue
             worker.tasks.extend(tasks)
             worker.deadline = _deadline(self.timeout_s)
+            self.batches_sent += 1
         starting = sum(1 for w in self._workers if not w.ready)
         while len(self._workers) < self.max_workers and starting < len(self._queue):
             self._workers.append(self._start())

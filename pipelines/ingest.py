@@ -11,13 +11,15 @@ commits the rows and a new index generation of every collection together (see
 the next run finishes the work without duplicates — texts already embedded come from the
 cache, not the encoder.
 
-This module is the walk and the reads: which files are new, changed, unchanged, gone or
-refused, each read once and parsed in the worker pool. What becomes of the parsed documents
-(chunks, vectors, the batch commit) is :mod:`ragkit.pipelines.ingest_stage`.
+This module is the job: what becomes of files that are new, changed, unchanged, gone or
+refused. The walk, the reads, the parse in the worker pool and the chunking run ahead of it on
+a producer thread (:mod:`ragkit.pipelines.ingest_pipeline`); what becomes of the parsed
+documents (vectors, the batch commit) is :mod:`ragkit.pipelines.ingest_stage`, on this thread.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -152,10 +154,6 @@ class _IngestJob:
             self.commit_every,
             self.progress,
         )
-        # The producer thread chunks with counters of its own (a tokenizer is not thread-safe);
-        # a chunker that cannot give one is left to this thread.
-        twins = {fp: chunker.for_thread() for fp, chunker in chunkers.items()}
-        self.producer_chunkers = None if None in twins.values() else twins
         # One pool for the whole job: workers start on the first file that needs parsing and
         # are stopped on the way out, also when an exception or Ctrl-C ends the job early.
         pool = ParsePool.for_options(self.options, max_pending=AHEAD_FILES + 1)
@@ -191,7 +189,7 @@ class _IngestJob:
             known=known,
             options=self.options,
             pool=self.pool,
-            chunkers=self.producer_chunkers if depth > 0 else self.staging.chunkers,
+            chunkers=self._thread_chunkers if depth > 0 else lambda: self.staging.chunkers,
         )
         if depth <= 0:
             self._consume(source.name, root, known, producer.items(walk))
@@ -282,6 +280,17 @@ class _IngestJob:
             self.report.files_new += 1
         self.staging.put_file(work.record)
         self.staging.maybe_flush()
+
+    @functools.cached_property
+    def _twins(self) -> dict[str, Chunker | None]:
+        return {fp: chunker.for_thread() for fp, chunker in self.staging.chunkers.items()}
+
+    def _thread_chunkers(self) -> dict[str, Chunker] | None:
+        """The producer thread's chunkers, over tokenizer copies of their own (a tokenizer is not
+        thread-safe), made when the first file needs chunking (a copy takes ~0.1 s); None when
+        one cannot be made: this thread chunks then."""
+        twins = self._twins
+        return None if None in twins.values() else twins  # type: ignore[return-value]
 
     def _skip(self, entry: WalkSkip) -> None:
         kind = entry.extension or "(no extension)"

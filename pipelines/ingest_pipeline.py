@@ -98,8 +98,10 @@ class FileProducer:
         known: dict[str, FileRecord],
         options: LoadOptions,
         pool: ParsePool,
-        chunkers: dict[str, Chunker] | None,
+        chunkers: Callable[[], dict[str, Chunker] | None],
     ) -> None:
+        """``chunkers()``: what to chunk new files with (asked when the first one is parsed),
+        or None to leave the chunking to the main thread."""
         self.source, self.root, self.follow_symlinks = source, root, follow_symlinks
         self.known, self.options, self.pool = known, options, pool
         self.chunkers = chunkers
@@ -174,10 +176,11 @@ class FileProducer:
         except ConnectorError as exc:
             work.error = exc
             return work
-        if work.known is None and self.chunkers is not None:
+        chunkers = self.chunkers() if work.known is None else None
+        if chunkers is not None:
             try:
                 work.chunked = chunk_file(
-                    self.chunkers,
+                    chunkers,
                     self.options,
                     self.source,
                     work.entry.uri,  # type: ignore[union-attr]
@@ -221,6 +224,7 @@ class Handoff(Generic[T]):
         with self._cond:
             while not self.stopped and self._items and self._weight + weight > self.depth:
                 self.producer_waits += 1
+                self._cond.notify_all()  # whoever watches the queue sees it full
                 self._cond.wait()
             if self.stopped:
                 raise _Stopped
