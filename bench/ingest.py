@@ -1,7 +1,11 @@
 """Ingest throughput: ragkit end to end against the bare encoder (and, optionally, LangChain).
 
     python bench/ingest.py [--dataset DIR] [--limit N] [--langchain] [--batch-size 64]
-                           [--precision auto|fp32|bf16]
+                           [--precision auto|fp32|bf16] [--pipeline-chunks N] [--no-fp32]
+                           [--ingest-only]
+
+``--limit`` left out (or 0) takes the whole corpus. ``--ingest-only`` times the first ingest
+alone (no raw or re-ingest rows): the way to measure peak memory on the whole corpus.
 
 A BEIR corpus is written out as one small ``<_id>.txt`` file per document (the realistic case
 for a docs folder; the txt loader takes the file stem as the title, and the title leads the
@@ -24,7 +28,9 @@ Rows of the table:
   after a sentence was appended to 1% of the files.
 
 "encoder calls" counts the texts that actually went through ``SentenceTransformer.encode``
-(the method is wrapped), independently of what the ingest report claims.
+(the method is wrapped), independently of what the ingest report claims. "peak RSS" is this
+process's high-water mark during the step (``VmHWM``, reset before each step through
+``/proc/self/clear_refs``); the parse worker's own peak is in the caption.
 """
 
 from __future__ import annotations
@@ -37,9 +43,11 @@ import os
 import pstats
 import random
 import re
+import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -140,19 +148,72 @@ class EncodeCounter:
 
 
 class Clock:
-    """Wall and process CPU seconds of a block.
+    """Wall and process CPU seconds of a block, and the peak resident memory during it.
 
     On a shared machine wall time swings with other people's load; this process's CPU seconds
     (all its threads) swing much less, so both are reported.
     """
 
     def __enter__(self) -> Clock:
+        _reset_peak_rss()
         self._wall, self._cpu = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._wall
         self.cpu = time.process_time() - self._cpu
+        self.peak_rss_mib = _peak_rss_mib()
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's high-water mark of this process (Linux); elsewhere the peak is the
+    process's since it started."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_mib() -> float:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class ChildrenPeak:
+    """The largest ``VmHWM`` of this process's children (the parse workers) while the block
+    runs, read every ``every`` seconds: ``RUSAGE_CHILDREN`` would count a forked child's copy
+    of this process before its exec."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every, self.peak_mib = every, 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> ChildrenPeak:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            for pid in _children():
+                with contextlib.suppress(OSError, ValueError):
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    for line in status.splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peak_mib = max(self.peak_mib, int(line.split()[1]) / 1024)
+
+
+def _children() -> list[str]:
+    pids: list[str] = []
+    with contextlib.suppress(OSError):
+        for task in Path("/proc/self/task").iterdir():
+            pids += (task / "children").read_text().split()
+    return pids
 
 
 def raw_encode(model: Any, texts: list[str], batch_size: int, context: Any = None) -> Clock:
@@ -248,6 +309,18 @@ def main() -> None:
         "--changed", type=float, default=0.01, help="fraction of files to edit (default 0.01)"
     )
     p.add_argument(
+        "--pipeline-chunks",
+        type=int,
+        default=None,
+        help="ragkit's [ingest] pipeline_chunks (default: the workspace default)",
+    )
+    p.add_argument("--no-fp32", action="store_true", help="skip the float32 raw encode rows")
+    p.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="only the first ingest (no raw, re-ingest or LangChain rows): peak memory",
+    )
+    p.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -255,6 +328,7 @@ def main() -> None:
         help="run the first ingest under cProfile, print the top entries, dump stats to FILE",
     )
     args = p.parse_args()
+    args.limit = args.limit or None  # 0: the whole corpus
 
     import ragkit
     from ragkit.config import EncoderConfig
@@ -282,8 +356,10 @@ def main() -> None:
 
         # 1. ragkit, end to end, fresh workspace
         kit = ragkit.open(Path(tmp) / "workspace", create=True, encoder=encoder)
+        if args.pipeline_chunks is not None:
+            kit.config.ingest.pipeline_chunks = args.pipeline_chunks
         profiler = cProfile.Profile() if args.profile else None
-        with Clock() as first_clock:
+        with Clock() as first_clock, ChildrenPeak() as workers:
             if profiler:
                 profiler.enable()
             first = kit.ingest(docs)
@@ -292,11 +368,15 @@ def main() -> None:
         first_calls = counter.take()
         if first.failures:
             print(f"warning: {len(first.failures)} files failed, e.g. {first.failures[0]}")
+        if args.ingest_only:
+            kit.close()
+            _report_ingest_only(args, info, files, first, first_clock, workers.peak_mib)
+            return
 
         # 2. raw encode of exactly the texts that were embedded
         embedded = {h: text for _, h, text in kit.store.chunk_hashes()}
         texts = list(embedded.values())
-        raw_runs = [raw_encode(model, texts, args.batch_size)]
+        raw_runs = [] if args.no_fp32 else [raw_encode(model, texts, args.batch_size)]
         raw_calls = counter.take()
         same_runs: list[Clock] = []
         if encoder.autocast_dtype is not None:
@@ -332,13 +412,15 @@ def main() -> None:
 
         # 6. raw encode once more: on a shared machine the load drifts during a long run;
         # the faster of the two is the reference (the ratios are then conservative).
-        raw_runs.append(raw_encode(model, texts, args.batch_size))
+        if not args.no_fp32:
+            raw_runs.append(raw_encode(model, texts, args.batch_size))
         if same_runs:
             same_runs.append(raw_encode(model, texts, args.batch_size, encoder.autocast))
         counter.take()
         load_at_end = [round(x, 2) for x in os.getloadavg()]
 
-    raw = min(raw_runs, key=lambda c: c.wall)
+    # the reference of the ratio columns: float32, or the bf16 runs under --no-fp32
+    raw = min(raw_runs or same_runs, key=lambda c: c.wall)
     raw_cpu = raw.cpu
     raw_rate = len(texts) / raw.wall
     first_wall = first_clock.wall
@@ -357,6 +439,7 @@ def main() -> None:
             f"{raw_cpu / cpu * chunks / len(texts):.2f}×" if rate else None,
             f"{100 * wall / first_wall:.1f}%",
             f"{encoded:,}",
+            f"{clock.peak_rss_mib:,.0f}" if clock else None,
         ]
 
     columns = [
@@ -369,15 +452,17 @@ def main() -> None:
         "CPU ratio vs raw",
         "% of first ingest",
         "encoder calls (texts)",
+        "peak RSS MiB",
     ]
-    rows = [
-        row("ragkit ingest", first.chunks_added, first_clock, first_calls[1], True),
-        row("raw model.encode, float32 (best of 2)", len(texts), raw, raw_calls[1], True),
-    ]
+    rows = [row("ragkit ingest", first.chunks_added, first_clock, first_calls[1], True)]
+    if raw_runs:
+        rows.append(
+            row("raw model.encode, float32 (best of 2)", len(texts), raw, raw_calls[1], True)
+        )
     same = min(same_runs, key=lambda c: c.wall) if same_runs else None
     if same is not None:
         label = f"raw model.encode, {encoder.compute_dtype} autocast (best of 2)"
-        rows.append(row(label, len(texts), same, raw_calls[1], True))
+        rows.append(row(label, len(texts), same, len(texts), True))
     if langchain:
         rows.append(
             row("langchain pipeline", langchain["chunks"], None, langchain["encoded_texts"], True)
@@ -398,7 +483,9 @@ def main() -> None:
         f"raw encode runs {' / '.join(f'{c.wall:.1f}s' for c in raw_runs)}; "
         f"load avg {info.get('load_avg_at_start')} -> {load_at_end}; "
         f"{first.commits} commits; sparse channel: {sparse}; "
-        f"model load {model_load:.1f}s, not timed"
+        f"model load {model_load:.1f}s, not timed; "
+        f"pipeline_chunks {_pipeline_chunks(kit)}; "
+        f"parse worker peak RSS {workers.peak_mib:,.0f} MiB"
     )
     _common.print_table("ragkit ingest benchmark", columns, rows, caption=caption)
     print(_common.machine_line(info))
@@ -425,6 +512,9 @@ def main() -> None:
             "ratio_vs_raw": first.chunks_added / first_wall / raw_rate,
             "cpu_ratio_vs_raw": per_cpu(first.chunks_added, first_clock.cpu),
             "outside_encoder_seconds": first_wall - first.encode_seconds,
+            "peak_rss_mib": first_clock.peak_rss_mib,
+            "worker_peak_rss_mib": workers.peak_mib,
+            "pipeline_chunks": _pipeline_chunks(kit),
             "encode_calls": first_calls[0],
             "encoded_texts": first_calls[1],
             "report": first.to_dict(),
@@ -445,6 +535,7 @@ def main() -> None:
             "runs": [{"wall": c.wall, "cpu": c.cpu} for c in same_runs],
             "chunks_per_second": len(texts) / same.wall,
             "ragkit_ratio": first.chunks_added / first_wall / (len(texts) / same.wall),
+            "ragkit_cpu_ratio": first.chunks_added / first_clock.cpu / (len(texts) / same.cpu),
         },
         "langchain": langchain
         and {
@@ -482,6 +573,41 @@ def main() -> None:
     else:
         path = _common.write_result("ingest", result)
         print(f"\nwrote {path.relative_to(_common.REPO_ROOT)}")
+
+
+def _pipeline_chunks(kit: Any) -> Any:
+    """The workspace's depth; "none" for a tree from before the pipelined ingest (the script
+    also times older trees, for before/after figures)."""
+    return getattr(kit.config.ingest, "pipeline_chunks", "none")
+
+
+def _report_ingest_only(
+    args: Any, info: dict[str, Any], files: int, first: Any, clock: Clock, worker_mib: float
+) -> None:
+    """The first ingest's row alone: time, CPU and peak memory (this process and the parse
+    worker), for the whole-corpus memory measurement."""
+    columns = ["files", "chunks", "seconds", "CPU s", "chunks/s", "peak RSS MiB", "worker MiB"]
+    rows = [
+        [
+            f"{files:,}",
+            f"{first.chunks_added:,}",
+            _common.fmt_seconds(clock.wall),
+            _common.fmt_seconds(clock.cpu),
+            f"{first.chunks_added / clock.wall:,.1f}",
+            f"{clock.peak_rss_mib:,.0f}",
+            f"{worker_mib:,.0f}",
+        ]
+    ]
+    load = [round(x, 2) for x in os.getloadavg()]
+    caption = (
+        f"pipeline_chunks {args.pipeline_chunks if args.pipeline_chunks is not None else 'default'}"
+        f"; {first.commits} commits; encode {first.encode_seconds:.1f}s; "
+        f"load avg {info.get('load_avg_at_start')} -> {load}"
+    )
+    _common.print_table("ragkit ingest (first ingest only)", columns, rows, caption=caption)
+    print()
+    print(_common.markdown_table(columns, rows))
+    print(caption)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ __all__ = ["serve"]
 
 
 def serve(conn: Connection, memory_bytes: int) -> None:
-    """Parse files sent by the pool until it sends ``None`` or goes away.
+    """Parse batches of files sent by the pool until it sends ``None`` or goes away; each file
+    is answered as soon as it is parsed, so the pool knows which one a limit stopped.
 
     SIGINT is ignored because Ctrl-C reaches the whole process group: the pool, not the
     worker, decides when a worker stops, so the parent can report the file it was parsing.
@@ -27,24 +28,35 @@ def serve(conn: Connection, memory_bytes: int) -> None:
     conn.send(("ready", os.getpid()))
     while True:
         try:
-            header = conn.recv()
+            headers = conn.recv()
         except EOFError:
             return  # the parent died: never outlive it
-        if header is None:
+        if headers is None:
             return
-        reply = _parse(conn, *header)
+        # Every file of the batch is received before the first answer goes back: the pool
+        # sends them all at once and must never wait on a worker that waits on it.
+        datas: list[bytes] = []
         try:
-            conn.send(reply)
+            for _ in headers:
+                datas.append(conn.recv_bytes())
         except MemoryError:
-            reply = ("memory", None)
-            conn.send(reply)
-        if reply[0] == "memory":
-            return  # after running out of address space, a fresh worker is the safe choice
+            pass  # the file after the last one received did not fit: it fails below
+        for header, data in zip(headers, datas, strict=False):
+            reply = _parse(data, *header)
+            try:
+                conn.send(reply)
+            except MemoryError:
+                reply = ("memory", None)
+                conn.send(reply)
+            if reply[0] == "memory":
+                return  # after running out of address space, a fresh worker is the safe choice
+        if len(datas) < len(headers):
+            conn.send(("memory", None))
+            return
 
 
-def _parse(conn: Connection, fmt: str, path: str, uri: str, options: Any) -> tuple[str, Any]:
+def _parse(data: bytes, fmt: str, path: str, uri: str, options: Any) -> tuple[str, Any]:
     try:
-        data = conn.recv_bytes()
         return "ok", parse_bytes(data, fmt=fmt, path=Path(path), uri=uri, options=options)
     except ConnectorError as exc:
         return "error", exc.reason

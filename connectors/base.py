@@ -85,6 +85,8 @@ class LoadOptions:
     parse_memory_bytes: int = 2 * 1024**3
     max_chunks_per_document: int = 10_000
     max_chunks_per_file: int = 0
+    #: chunks a pipelined ingest may hold ready ahead of the encoder (0: no producer thread)
+    pipeline_chunks: int = 4096
 
     @classmethod
     def from_config(cls, config: IngestConfig) -> LoadOptions:
@@ -94,6 +96,7 @@ class LoadOptions:
             parse_memory_bytes=int(config.parse_memory_mib * 1024**2),
             max_chunks_per_document=int(config.max_chunks_per_document),
             max_chunks_per_file=int(config.max_chunks_per_file),
+            pipeline_chunks=int(config.pipeline_chunks),
         )
 
 

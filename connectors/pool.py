@@ -14,6 +14,12 @@ spawn context because that re-imports the caller's ``__main__``: a user script c
 ``kit.ingest()`` without an ``if __name__ == "__main__"`` guard would ingest again in every
 worker. ``submit`` returns a future and blocks while ``max_pending`` files are in flight, so a
 pipelined ingest can parse ahead on several workers with bounded memory.
+
+Files queued while a worker was busy go to it together, up to ``batch_files`` (and
+``batch_bytes``) in one message, so the round trip to the worker is paid once per batch rather
+than once per file. The worker still answers each file as soon as it is parsed and the time
+limit restarts with each answer, so the limits stay per file: the file a worker was killed on
+is the first one it had not answered, and the rest of its batch goes to the next worker.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ serve(conn, int(sys.argv[2]))
 """
 _START_TIMEOUT_S = 120.0
 _CLOSE_GRACE_S = 2.0
+_BATCH_FILES = 32
+_BATCH_BYTES = 4 * 1024**2
 
 
 @dataclass
@@ -67,8 +75,14 @@ class _Worker:
     conn: Connection
     started: float
     ready: bool = False
-    task: _Task | None = None
+    #: the files sent and not answered yet, in the order the worker parses them
+    tasks: deque[_Task] = field(default_factory=deque)
     deadline: float = float("inf")
+
+    @property
+    def task(self) -> _Task | None:
+        """The file being parsed (the first one not answered)."""
+        return self.tasks[0] if self.tasks else None
 
 
 class ParsePool:
@@ -86,8 +100,10 @@ class ParsePool:
         timeout_s: float = 30.0,
         memory_bytes: int = 2 * 1024**3,
         max_pending: int | None = None,
+        batch_files: int = _BATCH_FILES,
     ) -> None:
         self.max_workers = max(1, max_workers)
+        self.batch_files = max(1, batch_files)
         self.timeout_s = timeout_s
         self.memory_bytes = memory_bytes
         self._slots = threading.Semaphore(max_pending or 2 * self.max_workers)
@@ -98,13 +114,17 @@ class ParsePool:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.workers_started = 0
+        self.batches_sent = 0
 
     @classmethod
-    def for_options(cls, options: LoadOptions, *, max_workers: int = 1) -> ParsePool:
+    def for_options(
+        cls, options: LoadOptions, *, max_workers: int = 1, max_pending: int | None = None
+    ) -> ParsePool:
         return cls(
             max_workers=max_workers,
             timeout_s=options.parse_timeout_s,
             memory_bytes=options.parse_memory_bytes,
+            max_pending=max_pending,
         )
 
     def __enter__(self) -> ParsePool:
@@ -153,9 +173,11 @@ class ParsePool:
         if self._thread is not None:
             self._thread.join()
         for worker in self._workers:
-            if worker.task is not None:
-                _fail(worker.task, "ingest stopped while the file was being parsed")
-            self._stop(worker, kill=worker.task is not None)
+            busy = worker.task is not None
+            if busy:
+                _fail(worker.tasks.popleft(), "ingest stopped while the file was being parsed")
+            self._queue.extendleft(reversed(worker.tasks))
+            self._stop(worker, kill=busy)
         self._workers.clear()
         for task in self._queue:
             _fail(task, "ingest stopped before the file was parsed")
@@ -184,24 +206,27 @@ class ParsePool:
             with self._lock:
                 for worker in busy:
                     if worker.conn in ready:
-                        self._receive(worker)
+                        self._receive_all(worker)
                     elif time.monotonic() >= worker.deadline:
                         self._expire(worker)
 
     def _dispatch(self) -> None:
         idle = [w for w in self._workers if w.ready and w.task is None]
         while self._queue and idle:
-            worker, task = idle.pop(), self._queue.popleft()
-            if not (task.future.running() or task.future.set_running_or_notify_cancel()):
-                continue  # cancelled while queued
+            worker, tasks = idle.pop(), self._next_batch()
+            if not tasks:
+                continue
             try:
-                worker.conn.send((task.fmt, str(task.path), task.uri, task.options))
-                worker.conn.send_bytes(task.data)
-            except OSError:  # the worker died while idle: not this file's fault, try another
-                self._queue.appendleft(task)
+                worker.conn.send([(t.fmt, str(t.path), t.uri, t.options) for t in tasks])
+                for task in tasks:
+                    worker.conn.send_bytes(task.data)
+            except OSError:  # the worker died while idle: not these files' fault, try another
+                self._queue.extendleft(reversed(tasks))
                 self._retire(worker, None, "")
                 continue
-            worker.task, worker.deadline = task, _deadline(self.timeout_s)
+            worker.tasks.extend(tasks)
+            worker.deadline = _deadline(self.timeout_s)
+            self.batches_sent += 1
         starting = sum(1 for w in self._workers if not w.ready)
         while len(self._workers) < self.max_workers and starting < len(self._queue):
             self._workers.append(self._start())
@@ -221,25 +246,52 @@ class ParsePool:
         started = time.monotonic()
         return _Worker(process, parent, started, deadline=started + _START_TIMEOUT_S)
 
-    def _receive(self, worker: _Worker) -> None:
+    def _next_batch(self) -> list[_Task]:
+        """Queued files for one worker: up to ``batch_files``, and past the first file no more
+        than ``_BATCH_BYTES`` (a large file travels alone)."""
+        tasks: list[_Task] = []
+        size = 0
+        while self._queue and len(tasks) < self.batch_files:
+            task = self._queue[0]
+            if tasks and size + len(task.data) > _BATCH_BYTES:
+                break
+            self._queue.popleft()
+            if not (task.future.running() or task.future.set_running_or_notify_cancel()):
+                continue  # cancelled while queued
+            tasks.append(task)
+            size += len(task.data)
+        return tasks
+
+    def _receive_all(self, worker: _Worker) -> None:
+        """Every answer the worker has sent so far (a batch's answers often arrive together)."""
+        while worker in self._workers and self._receive(worker):
+            if not worker.conn.poll():
+                return
+
+    def _receive(self, worker: _Worker) -> bool:
+        """Take one message; False when the worker was retired."""
         try:
             kind, payload = worker.conn.recv()
         except (EOFError, OSError):
             self._retire(worker, worker.task, self._death_reason(worker))
-            return
+            return False
         if kind == "ready":
             worker.ready, worker.deadline = True, float("inf")
-            return
-        task, worker.task, worker.deadline = worker.task, None, float("inf")
-        if task is None:
-            return
+            return True
+        if not worker.tasks:
+            return True
+        task = worker.tasks.popleft()
+        # The time limit is per file: the next file of the batch starts now.
+        worker.deadline = _deadline(self.timeout_s) if worker.tasks else float("inf")
         if kind == "ok":
             task.future.set_result(payload)
         elif kind == "memory":
             # A worker that ran out of address space may be left fragmented: replace it.
             self._retire(worker, task, self._memory_reason())
+            return False
         else:
             _fail(task, payload)
+        return True
 
     def _expire(self, worker: _Worker) -> None:
         if worker.task is None:
@@ -250,17 +302,20 @@ class ParsePool:
             return
         self._retire(
             worker,
-            worker.task,
+            worker.tasks.popleft(),
             f"took longer than {self.timeout_s:g} s to parse; raise [ingest] parse_timeout in "
             "ragkit.toml if the file is legitimate",
         )
 
     def _retire(self, worker: _Worker, task: _Task | None, reason: str) -> None:
-        """Kill ``worker``, fail its task with ``reason``; a new worker starts on demand."""
+        """Kill ``worker``, fail ``task`` with ``reason`` and queue again the files of its
+        batch it had not reached; a new worker starts on demand."""
         self._stop(worker, kill=True)
         self._workers.remove(worker)
         if task is not None:
             _fail(task, reason)
+        self._queue.extendleft(reversed([t for t in worker.tasks if t is not task]))
+        worker.tasks.clear()
         if not worker.ready and task is None and reason:
             for queued in self._queue:  # it died while starting: so would the next one
                 _fail(queued, f"the parse worker could not start ({reason})")

@@ -11,17 +11,18 @@ commits the rows and a new index generation of every collection together (see
 the next run finishes the work without duplicates — texts already embedded come from the
 cache, not the encoder.
 
-This module is the walk and the reads: which files are new, changed, unchanged, gone or
-refused, each read once and parsed in the worker pool. What becomes of the parsed documents
-(chunks, vectors, the batch commit) is :mod:`ragkit.pipelines.ingest_stage`.
+This module is the job: what becomes of files that are new, changed, unchanged, gone or
+refused. The walk, the reads, the parse in the worker pool and the chunking run ahead of it on
+a producer thread (:mod:`ragkit.pipelines.ingest_pipeline`); what becomes of the parsed
+documents (vectors, the batch commit) is :mod:`ragkit.pipelines.ingest_stage`, on this thread.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,13 +30,14 @@ from ragkit.chunking import Chunker
 from ragkit.collection_spec import MIGRATION_HINT
 from ragkit.compute import ray_engine_at
 from ragkit.config import SourceConfig
-from ragkit.connectors import LoadOptions, read_source_bytes
+from ragkit.connectors import LoadOptions
 from ragkit.connectors.base import UnsafeSourceError, printable_path
 from ragkit.connectors.filesystem import FileEntry, WalkFailure, WalkSkip, walk_files
 from ragkit.connectors.pool import ParsePool
 from ragkit.errors import ConnectorError
 from ragkit.pipelines._runner import job
 from ragkit.pipelines.ingest_commit import open_targets
+from ragkit.pipelines.ingest_pipeline import AHEAD_FILES, FileProducer, FileWork, Walked, run_ahead
 from ragkit.pipelines.ingest_report import FileFailure, IngestReport
 from ragkit.pipelines.ingest_stage import Staging
 from ragkit.pipelines.sources import (
@@ -124,8 +126,6 @@ class _IngestJob:
         self.commit_every = commit_every
         self.progress = progress or (lambda event, n: None)
         self.report = IngestReport(run_id=run_id)
-        self.root: Path | None = None  # the source being walked, set by _ingest_source
-        self.follow_symlinks = False
         self.guard = DeletionGuard()
         self.strict = False
 
@@ -156,7 +156,8 @@ class _IngestJob:
         )
         # One pool for the whole job: workers start on the first file that needs parsing and
         # are stopped on the way out, also when an exception or Ctrl-C ends the job early.
-        with ParsePool.for_options(self.options) as self.pool:
+        pool = ParsePool.for_options(self.options, max_pending=AHEAD_FILES + 1)
+        with pool as self.pool:
             for source in sources:
                 self._ingest_source(source)
         self.staging.flush()
@@ -172,20 +173,48 @@ class _IngestJob:
             self.report.sources_refused.append(source.name)
             return
         self.store.upsert_source(source.name, str(root), asdict(source))
-        # The read checks each file against the root it was walked from (see read_source_bytes).
-        self.root, self.follow_symlinks = root, source.follow_symlinks
         known = self.store.files(source.name)
-        entries = list(
-            walk_files(
-                root,
-                include=source.include,
-                exclude=source.exclude,
-                follow_symlinks=source.follow_symlinks,
-            )
+        walk = walk_files(
+            root,
+            include=source.include,
+            exclude=source.exclude,
+            follow_symlinks=source.follow_symlinks,
         )
-        self.progress("files_total", len(entries))
+        depth = self.options.pipeline_chunks
+        # The read checks each file against the root it was walked from (see read_source_bytes).
+        producer = FileProducer(
+            source.name,
+            root,
+            follow_symlinks=source.follow_symlinks,
+            known=known,
+            options=self.options,
+            pool=self.pool,
+            chunkers=self._thread_chunkers if depth > 0 else lambda: self.staging.chunkers,
+        )
+        if depth <= 0:
+            self._consume(source.name, root, known, producer.items(walk))
+            return
+        with run_ahead(
+            lambda stopped: producer.items(walk, stopped), depth=depth, weight=_weight
+        ) as handoff:
+            self._consume(source.name, root, known, handoff.items(idle=self.staging.encode_ahead))
+
+    def _consume(
+        self,
+        source: str,
+        root: Path,
+        known: dict[str, FileRecord],
+        items: Iterator[Walked | FileWork],
+    ) -> None:
+        """Stage the producer's items in walk order, then delete what the walk did not find."""
+        entries: list[FileEntry | WalkFailure] = []
         seen: set[str] = set()
-        for entry in entries:
+        for item in items:
+            if isinstance(item, Walked):
+                entries = item.entries
+                self.progress("files_total", len(entries))
+                continue
+            entry = item.entry
             if isinstance(entry, WalkSkip) and not self.strict:
                 seen.add(printable_path(_relative(entry.path, root)))  # keep what it had
                 self._skip(entry)
@@ -199,50 +228,39 @@ class _IngestJob:
                     seen.add(uri)  # keep what an unreadable file had
             else:
                 seen.add(entry.uri)
-                self._ingest_file(source.name, entry, known.get(entry.uri))
+                self._ingest_file(source, item)
             self.progress("file", 1)
         gone = sorted(set(known) - seen)
         refusal = self.guard.refuse(
             len(known), len(gone), any(isinstance(e, FileEntry) for e in entries)
         )
         if refusal:
-            self._fail(source.name, f"{refusal}; nothing was deleted for it")
-            self.report.sources_refused.append(source.name)
+            self._fail(source, f"{refusal}; nothing was deleted for it")
+            self.report.sources_refused.append(source)
             gone = []
         for path in gone:
             self.report.files_deleted += 1
-            self.staging.forget_file(source.name, path)
+            self.staging.forget_file(source, path)
         if not refusal:
             # A run killed mid-file commits documents before their file record; when the file
             # is gone by the next run, nothing else would ever remove them.
-            self.staging.delete_documents(self.store.documents_without_file(source.name, seen))
+            self.staging.delete_documents(self.store.documents_without_file(source, seen))
         self.staging.maybe_flush()
 
-    def _ingest_file(self, source: str, entry: FileEntry, known: FileRecord | None) -> None:
+    def _ingest_file(self, source: str, work: FileWork) -> None:
+        entry, known = work.entry, work.known
+        assert isinstance(entry, FileEntry)
         self.report.files_seen += 1
-        if known and known.size == entry.size and known.mtime_ns == entry.mtime_ns:
+        if work.unchanged:
             self.report.files_unchanged += 1
+            if work.record is not None:
+                self.staging.put_file(work.record)  # only the mtime moved
             return
         try:
-            # Read once: the bytes hashed are the bytes parsed, even if the file changes meanwhile.
-            data = read_source_bytes(
-                entry.path,
-                self.options.max_file_bytes,
-                root=self.root,
-                follow_symlinks=self.follow_symlinks,
-            )
-            content_hash = _hash_bytes(data)
-            record = FileRecord(
-                source, entry.uri, entry.size, entry.mtime_ns, content_hash, entry.format
-            )
-            if known and known.content_hash == content_hash:
-                self.report.files_unchanged += 1
-                self.staging.put_file(record)  # only the mtime moved
-                return
-            result = self.pool.parse(
-                data, fmt=entry.format, path=entry.path, uri=entry.uri, options=self.options
-            )
-            self.staging.stage_documents(source, entry.uri, result.documents)
+            if work.error is not None:
+                raise work.error
+            assert work.result is not None and work.record is not None
+            self.staging.stage_documents(source, entry.uri, work.result.documents, work.chunked)
         except UnsafeSourceError as exc:
             if known:  # the path leads elsewhere now: what it held must not stay searchable
                 self.staging.forget_file(source, entry.uri)
@@ -255,13 +273,24 @@ class _IngestJob:
             self._fail(entry.path, f"cannot read: {exc.strerror or exc}")
             return
         shown = printable_path(entry.path)
-        self.report.problems.extend(f"{shown}: {p}" for p in result.problems)
+        self.report.problems.extend(f"{shown}: {p}" for p in work.result.problems)
         if known:
             self.report.files_changed += 1
         else:
             self.report.files_new += 1
-        self.staging.put_file(record)
+        self.staging.put_file(work.record)
         self.staging.maybe_flush()
+
+    @functools.cached_property
+    def _twins(self) -> dict[str, Chunker | None]:
+        return {fp: chunker.for_thread() for fp, chunker in self.staging.chunkers.items()}
+
+    def _thread_chunkers(self) -> dict[str, Chunker] | None:
+        """The producer thread's chunkers, over tokenizer copies of their own (a tokenizer is not
+        thread-safe), made when the first file needs chunking (a copy takes ~0.1 s); None when
+        one cannot be made: this thread chunks then."""
+        twins = self._twins
+        return None if None in twins.values() else twins  # type: ignore[return-value]
 
     def _skip(self, entry: WalkSkip) -> None:
         kind = entry.extension or "(no extension)"
@@ -273,8 +302,8 @@ class _IngestJob:
         self.report.failures.append(FileFailure(printable_path(path), reason))
 
 
-def _hash_bytes(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+def _weight(item: Walked | FileWork) -> int:
+    return item.weight if isinstance(item, FileWork) else 1
 
 
 def _relative(path: str, root: Path) -> str:

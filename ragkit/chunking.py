@@ -13,6 +13,7 @@ the size of the text and of the chunks made, whatever the shape of the input.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from bisect import bisect_left
@@ -23,7 +24,7 @@ from itertools import chain, groupby
 from ragkit.config import ChunkingConfig
 from ragkit.documents import Block, Chunk, Document
 from ragkit.encoders.fingerprint import hash_text
-from ragkit.encoders.protocol import TokenCounting
+from ragkit.encoders.protocol import CountsOnOtherThreads, TokenCounting
 from ragkit.errors import RagkitError
 
 __all__ = ["Chunker", "TooManyChunksError", "chunk_id_for", "doc_id_for"]
@@ -96,6 +97,15 @@ class Chunker:
                 sort_keys=True,
             )
         )
+
+    def for_thread(self) -> Chunker | None:
+        """The same chunker over a token counter of its own, for use on another thread (the
+        ingest's producer); None when the counter cannot give one (chunk on this thread)."""
+        if not isinstance(self.tokens, CountsOnOtherThreads):
+            return None
+        twin = copy.copy(self)
+        twin.tokens = self.tokens.for_thread()
+        return twin
 
     def chunk(
         self, doc_id: str, document: Document, *, max_chunks: int | None = None

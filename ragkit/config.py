@@ -174,6 +174,9 @@ class IngestConfig:
     max_chunks_per_document: int = 10_000
     #: a bound on a whole file too (0: none): record files legitimately hold many documents
     max_chunks_per_file: int = 0
+    #: chunks read, parsed and chunked ahead of the encoder by the producer thread (the
+    #: memory the pipeline may hold); 0 parses on the main thread, one file after another
+    pipeline_chunks: int = 4096
 
     def __post_init__(self) -> None:
         names = (
@@ -181,6 +184,7 @@ class IngestConfig:
             "parse_memory_mib",
             "max_chunks_per_document",
             "max_chunks_per_file",
+            "pipeline_chunks",
         )
         for name in names:
             value = getattr(self, name)

@@ -149,7 +149,7 @@ def test_the_default_cap_is_per_document_so_record_files_of_many_documents_inges
 def test_an_interrupted_ingest_leaves_no_worker_behind(workspace, docs, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from ragkit.pipelines.ingest_stage import Staging
 
-    def interrupt(self, source, file_path, documents):  # type: ignore[no-untyped-def]
+    def interrupt(self, source, file_path, documents, chunked=None):  # type: ignore[no-untyped-def]
         assert children()  # the worker is alive while the job runs
         raise KeyboardInterrupt
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Encoder", "ReportsProgress", "TokenCounting"]
+__all__ = ["CountsOnOtherThreads", "Encoder", "ReportsProgress", "TokenCounting"]
 
 
 @runtime_checkable
@@ -36,6 +36,14 @@ class TokenCounting(Protocol):
     def offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of each token, for cutting a text that has no other boundary."""
         ...
+
+
+@runtime_checkable
+class CountsOnOtherThreads(Protocol):
+    """A token counter that gives another thread a counter of its own (the ingest chunks on a
+    producer thread while the encoder tokenizes on the main one)."""
+
+    def for_thread(self) -> TokenCounting: ...
 
 
 @runtime_checkable

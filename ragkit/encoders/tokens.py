@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Sequence
 from functools import cached_property
@@ -38,6 +39,23 @@ class TokenCounter:
         except AttributeError:
             return ""
         return hashlib.blake2b(serialized.encode("utf-8"), digest_size=16).hexdigest()
+
+    def for_thread(self) -> TokenCounter:
+        """A counter over a copy of the tokenizer, for another thread: a fast tokenizer is
+        mutable (the encoder sets truncation and padding on each call), and two threads on one
+        raise "Already borrowed". The copy is the bare ``tokenizers`` backend with truncation
+        and padding off, which counts what :meth:`count` counts, with less overhead a call."""
+        from tokenizers import Tokenizer
+
+        backend = getattr(self._tokenizer, "backend_tokenizer", self._tokenizer)
+        if not isinstance(backend, Tokenizer):  # a slow (Python) tokenizer: copy it whole
+            return TokenCounter(copy.deepcopy(self._tokenizer))
+        fresh = Tokenizer.from_str(backend.to_str())
+        fresh.no_truncation()
+        fresh.no_padding()
+        counter = TokenCounter(fresh)
+        counter.special_tokens = self.special_tokens
+        return counter
 
     def count(self, texts: Sequence[str]) -> list[int]:
         if not texts:

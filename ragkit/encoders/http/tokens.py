@@ -33,6 +33,9 @@ class ByteBudget:
     def id(self) -> str:
         return "utf8-bytes-v1"
 
+    def for_thread(self) -> ByteBudget:
+        return self  # no state: one instance serves every thread
+
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(text.encode("utf-8", "surrogatepass")) for text in texts]
 
