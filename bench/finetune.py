@@ -117,7 +117,8 @@ def run_one(
 
 
 def table(rows: list[dict[str, Any]]) -> list[list[Any]]:
-    """One line per (setup, config, pairs): mean ± half the range over seeds, in nDCG@10 × 100."""
+    """One line per (setup, config, pairs): nDCG@10 × 100 as the mean ± half the range over
+    seeds, and the range of training seconds (they follow the machine's load, not the config)."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["setup"], row["config"], row["pairs"]), []).append(row)
@@ -127,13 +128,13 @@ def table(rows: list[dict[str, Any]]) -> list[list[Any]]:
 
         def cell(mode: str, when: str, runs: list[dict[str, Any]] = runs) -> str:
             values = [100 * r["metrics"][when][mode]["ndcg@10"] for r in runs]
-            if len(values) == 1:
-                return f"{values[0]:.2f}"
             spread = (max(values) - min(values)) / 2
+            if spread == 0:
+                return f"{values[0]:.2f}"
             return f"{statistics.fmean(values):.2f} ± {spread:.2f}"
 
         key = "sparse_train" if channel == "sparse" else "train"
-        seconds = statistics.fmean(r["seconds"].get(key, 0.0) for r in runs)
+        seconds = sorted(r["seconds"].get(key, 0.0) for r in runs)
         loads = [x for r in runs for x in r["load"]]
         out.append(
             [
@@ -144,7 +145,7 @@ def table(rows: list[dict[str, Any]]) -> list[list[Any]]:
                 cell(channel, "after"),
                 cell("hybrid", "before"),
                 cell("hybrid", "after"),
-                f"{seconds:.0f}",
+                "–".join(f"{x:.0f}" for x in dict.fromkeys([seconds[0], seconds[-1]])),
                 f"{min(loads):.1f}–{max(loads):.1f}",
             ]
         )
