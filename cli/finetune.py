@@ -53,7 +53,7 @@ def finetune_command(
         typer.Option(help="Evaluate on a corpus sample of N chunks (default: whole corpus)."),
     ] = None,
     mine: Annotated[bool, typer.Option(help="Mine hard negatives from the workspace.")] = True,
-    negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 3,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per query.")] = 1,
     range_min: Annotated[int, typer.Option(help="Skip the top N candidates.")] = 0,
     range_max: Annotated[int, typer.Option(help="Consider candidates up to this rank.")] = 30,
     relative_margin: Annotated[
@@ -67,7 +67,7 @@ def finetune_command(
         str | None, typer.Option(help="A cross-encoder that must confirm each negative.")
     ] = None,
     epochs: Annotated[float, typer.Option(help="Training epochs.")] = 1.0,
-    batch_size: Annotated[int, typer.Option(help="Rows per batch (in-batch negatives).")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Rows per batch (in-batch negatives).")] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 5e-5,
     warmup: Annotated[float, typer.Option(help="Warm-up share of the steps.")] = 0.1,
     max_seq_length: Annotated[int, typer.Option(help="Token limit while training.")] = 128,

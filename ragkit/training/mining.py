@@ -52,7 +52,7 @@ ProgressCallback = Callable[[str, int], None]
 
 @dataclass(kw_only=True)
 class MiningConfig:
-    num_negatives: int = 3
+    num_negatives: int = 1  # one per query is the measured recipe (BENCHMARKS.md, run H)
     range_min: int = 0
     range_max: int = 30
     relative_margin: float | None = 0.05

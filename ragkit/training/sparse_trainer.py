@@ -32,7 +32,7 @@ ProgressCallback = Callable[[str, int], None]
 @dataclass(kw_only=True)
 class SparseTrainConfig:
     epochs: float = 1.0
-    batch_size: int = 32
+    batch_size: int = 64  # as the dense default: the CLI gives both the same --batch-size
     learning_rate: float = 2e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01

@@ -38,7 +38,9 @@ ProgressCallback = Callable[[str, int], None]
 @dataclass(kw_only=True)
 class TrainConfig:
     epochs: float = 1.0
-    batch_size: int = 32
+    # batch 64 with one mined negative (MiningConfig): the recipe measured over debian-packages'
+    # whole train split in about half an hour on 2 CPU cores (BENCHMARKS.md, run H)
+    batch_size: int = 64
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
