@@ -17,7 +17,8 @@ the embedding cache). Per set, nDCG@10 / MRR@10 / R@100 (pytrec_eval) of:
 - ragkit's document vectors (``[index] document_vectors``): a second collection over the same
   chunk rows (``kit.create_collection("docvec", index=... document_vectors=True)``: chunk
   vectors from the cache, only the documents' own vectors encoded), queried through
-  ``kit.query_many(..., documents="max")``, the path ``ragkit query --documents`` takes; and,
+  ``kit.query_many(..., documents="max")``, the path ``ragkit query --documents`` takes (the
+  document vectors' run weighs the share of documents longer than one chunk); and,
   bench-only, its document vectors' run fused with whole-page BM25 as a fourth run;
 - the naive baselines: the first 256 tokens of each page embedded by the same encoder
   (all-MiniLM-L6-v2 truncates its input there), BM25 (bm25s, English stemmer and stopwords,
@@ -71,10 +72,12 @@ def _ranked(run: Mapping[Any, float]) -> list[tuple[Any, float]]:
     return sorted(run.items(), key=lambda x: (-x[1], str(x[0])))
 
 
-def _rrf(runs: list[Mapping[str, float]], k: int = 60) -> dict[str, float]:
+def _rrf(
+    runs: list[Mapping[str, float]], k: int = 60, weights: list[float] | None = None
+) -> dict[str, float]:
     from ragkit.retrieval.fusion import fuse
 
-    return dict(fuse(runs, method="rrf", k=k))
+    return dict(fuse(runs, method="rrf", k=k, weights=weights))
 
 
 def _top(run: Mapping[str, float], n: int = 100) -> dict[str, float]:
@@ -172,8 +175,10 @@ def _document_vector_runs(
         {document_of[int(i)]: float(v) for v, i in zip(row_s, row_i, strict=True) if i >= 0}
         for row_s, row_i in zip(scores, ids, strict=True)
     ]
+    share = kit.store.multi_chunk_share(collection.chunking_fp)  # the document run's weight
+    print(f"{DOCVEC}: {share:.4f} of the documents are longer than one chunk")
     out["_check · hybrid document RRF, max + document vectors"] = [
-        _rrf([d, s, w])
+        _rrf([d, s, w], weights=[1.0, 1.0, share])
         for d, s, w in zip(
             grouped["dense · best chunk (before)"],
             grouped["sparse · best chunk (before)"],

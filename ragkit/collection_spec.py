@@ -68,7 +68,7 @@ _INDEX_PARAMS = tuple(
 )
 #: whether a new collection stores document vectors when ragkit.toml does not say
 #: (``[index] document_vectors``); a collection made before the option has none
-DOCUMENT_VECTORS_DEFAULT = False
+DOCUMENT_VECTORS_DEFAULT = True
 
 
 @dataclass(frozen=True, kw_only=True)

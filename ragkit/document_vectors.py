@@ -3,7 +3,9 @@ document's title and lead (``[index] document_vectors``).
 
 A long page is many chunks, and none of them says what the page is about the way its title
 and first paragraphs do. With document hits (``documents=True``) the ranking of these vectors
-is fused with each channel's chunks grouped into documents.
+is fused with each channel's chunks grouped into documents, weighted by the share of documents
+longer than one chunk (a one-chunk document's vector is its chunk vector). On by default for a
+new collection (:data:`ragkit.collection_spec.DOCUMENT_VECTORS_DEFAULT`).
 
 Like every index, it is derived from the store: a document's vector is kept under the id of its
 first chunk (ordinal 0) in the collection's chunking, so a changed document (new chunks, new

@@ -186,6 +186,18 @@ class ChunkRows:
         rows = self._query(f"SELECT id FROM chunks WHERE ordinal = 0{scope} ORDER BY id", params)
         return np.array([row[0] for row in rows], dtype=np.int64)
 
+    def multi_chunk_share(self, chunking_fp: str) -> float:
+        """The share of documents longer than one chunk: those whose document vector is not
+        one of their chunk vectors (0.0 for an empty collection)."""
+        scope, params = self._scope(chunking_fp)
+        rows = self._query(
+            "SELECT COUNT(*), COALESCE(SUM(n > 1), 0) FROM"
+            f" (SELECT COUNT(*) AS n FROM chunks WHERE 1{scope} GROUP BY doc_id)",
+            params,
+        )
+        documents, longer = rows[0]
+        return longer / documents if documents else 0.0
+
     def lead_rows(
         self, lead_ids: Sequence[int], chunking_fp: str, chunks: int
     ) -> list[tuple[int, str, str, str, str]]:

@@ -115,7 +115,8 @@ def test_sigkill_during_ingest_leaves_a_consistent_workspace(tmp_path, tiny_mode
     generation = f".g{collection.record.generation:06d}."
     leftovers = [p.name for p in collection.dir.iterdir() if generation not in p.name]
     assert leftovers == []
-    assert len(list(collection.dir.iterdir())) == 2  # dense + sparse of the committed generation
+    # dense, sparse and document vectors (on by default) of the committed generation
+    assert len(list(collection.dir.iterdir())) == 3
     statuses = [run["status"] for run in kit.store.runs(limit=10)]
     # killed runs stay visible: the next job marked them crashed, not finished
     assert statuses[0] == "ok" and "crashed" in statuses and "running" not in statuses

@@ -18,6 +18,7 @@ from ragkit.doctor import (
     CHECKSUMS,
     DENSE_FILE,
     DENSE_IDS,
+    DOCUMENT_CACHE,
     DRIFT,
     EMBEDDINGS,
     FOREIGN_KEYS,
@@ -127,7 +128,8 @@ def test_uncached_vectors_are_encoded_before_the_dense_rebuild(kit) -> None:  # 
     kit.store._exec("DELETE FROM embeddings WHERE text_hash IN (SELECT text_hash FROM chunks)")
     collection.dense_path(collection.record.generation).unlink()
     report = kit.doctor()
-    assert problems(report) == {DENSE_FILE, EMBEDDINGS}
+    # one-chunk documents' vectors are their chunk vectors (document vectors are on by default)
+    assert problems(report) == {DENSE_FILE, EMBEDDINGS, DOCUMENT_CACHE}
     assert report.collections[0].check(EMBEDDINGS).counts == {"missing": 4}
     repaired = kit.doctor(repair=True)
     assert repaired.ok, repaired.to_dict()

@@ -76,7 +76,9 @@ def long_docs(tmp_path, tiny_model):  # type: ignore[no-untyped-def]
     (tmp_path / "ws").mkdir()
     (tmp_path / "ws" / "ragkit.toml").write_text(
         f'[encoder]\nmodel = "{tmp_path / "model"}"\n\n'
-        "[chunking]\nmax_tokens = 24\noverlap_tokens = 0\ncontext_headers = false\n",
+        "[chunking]\nmax_tokens = 24\noverlap_tokens = 0\ncontext_headers = false\n\n"
+        # the scorings alone: the document vectors' run is tested in test_document_vectors.py
+        "[index]\ndocument_vectors = false\n",
         encoding="utf-8",
     )
     workspace = ragkit.open(tmp_path / "ws", create=True)

@@ -141,16 +141,19 @@ def test_only_the_document_vector_finds_the_right_document(kit) -> None:  # type
     scores, ids = load_document_index(collection).search(np.asarray(vector, np.float32), 4)
     lead_run = {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True)}
     document_of.update(kit.store.chunk_documents(list(lead_run)))
+    # the run weighs the share of documents longer than one chunk: 4 of 5 (not short.md)
+    assert kit.store.multi_chunk_share(collection.chunking_fp) == pytest.approx(0.8)
     expected = fuse(
         [
             group_run(dense[0], document_of, DocumentScoring()),
             {document_of[c]: s for c, s in lead_run.items()},
         ],
         k=60,
+        weights=[1.0, 0.8],
     )
     assert [h.doc_id for h in hits] == [d for d, _ in expected[:4]]
     assert [h.score for h in hits] == pytest.approx([s for _, s in expected[:4]])
-    assert found["target.md"].score == pytest.approx(1 / 61)  # first of the document run
+    assert found["target.md"].score == pytest.approx(0.8 / 61)  # first of the document run
     # without document vectors (a collection over the same chunks) the chunks never find it
     kit.create_collection("plain", index=IndexConfig(document_vectors=False), state="live")
     plain = kit.query(QUERY, k=4, mode="dense", documents="max", alias="plain")
@@ -231,6 +234,33 @@ def test_doctor_finds_missing_and_stale_document_vectors_and_repair_rebuilds(kit
     assert "target.md" in [h.uri for h in hits]
 
 
+def test_documents_of_one_chunk_rank_as_without_document_vectors(tmp_path, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    """A one-chunk document's vector is its chunk vector: a collection of such documents
+    ranks documents exactly as it would without document vectors (the run weighs 0)."""
+    import ragkit
+
+    tiny_model.save(str(tmp_path / "model"))
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "ragkit.toml").write_text(
+        f'[encoder]\nmodel = "{tmp_path / "model"}"\n', encoding="utf-8"
+    )
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n, word in enumerate([*QUERY.split(), *PLAIN[:5]]):
+        (docs / f"note{n}.md").write_text(f"# Note {n}\n\n{word} {_filler(6, n)}\n", "utf-8")
+    with ragkit.open(tmp_path / "ws", create=True) as kit:
+        kit.ingest(docs)
+        collection = kit.collection()
+        assert collection.record.spec.index.document_vectors is True  # the default
+        assert kit.store.multi_chunk_share(collection.chunking_fp) == 0.0
+        kit.create_collection("plain", index=IndexConfig(document_vectors=False), state="live")
+        for mode in ("dense", "hybrid"):
+            with_vectors = kit.query(QUERY, k=8, mode=mode, documents=True)
+            without = kit.query(QUERY, k=8, mode=mode, documents=True, alias="plain")
+            assert len(with_vectors) == 8
+            assert [(h.uri, h.score) for h in with_vectors] == [(h.uri, h.score) for h in without]
+
+
 def test_option_is_validated_and_compared_as_drift() -> None:
     from ragkit.collection_spec import CollectionSpec, DenseIndexSpec, spec_drift
 
@@ -262,16 +292,22 @@ def test_a_migration_shadow_gets_its_document_vectors_at_the_end_of_its_backfill
 
     tiny_model.save(str(tmp_path / "model"))
     (tmp_path / "ws").mkdir()
-    (tmp_path / "ws" / "ragkit.toml").write_text(
+    toml = (
         f'[encoder]\nmodel = "{tmp_path / "model"}"\n\n'
-        "[chunking]\nmax_tokens = 24\noverlap_tokens = 0\ncontext_headers = false\n",
-        encoding="utf-8",
+        "[chunking]\nmax_tokens = 24\noverlap_tokens = 0\ncontext_headers = false\n"
+    )
+    (tmp_path / "ws" / "ragkit.toml").write_text(
+        toml + "\n[index]\ndocument_vectors = false\n", encoding="utf-8"
     )
     docs = tmp_path / "docs"
     _write_corpus(docs)
     with ragkit.open(tmp_path / "ws", create=True) as kit:
         kit.ingest(docs)
+    # the option unset again: the collection keeps what its spec says, with no drift
+    (tmp_path / "ws" / "ragkit.toml").write_text(toml, encoding="utf-8")
+    with ragkit.open(tmp_path / "ws") as kit:
         assert not kit.collection().record.spec.index.document_vectors
+        assert kit.doctor().ok
         change = {"index": {"document_vectors": True}}
         plan = migrate.plan_migration(kit, **change)
         assert "index.document_vectors" in {c.field for c in plan.changes}
@@ -297,7 +333,8 @@ def test_a_migration_shadow_gets_its_document_vectors_at_the_end_of_its_backfill
             kit, queries=tmp_path / "q.jsonl", qrels=tmp_path / "qrels.tsv", tolerance=1.0
         )
         assert kit.collection().name == first["target"]
-        hits = kit.query(QUERY, k=4, mode="dense", documents=True)
+        # the document vectors' run weighs 5/6 now (short.md is one chunk): all 6 documents asked for
+        hits = kit.query(QUERY, k=6, mode="dense", documents=True)
         assert "target.md" in [h.uri for h in hits]
         assert kit.doctor().ok
 

@@ -99,7 +99,9 @@ def test_doctor_finds_missing_and_stale_sparse_vectors_and_repair_rewrites_them(
     tmp_path, tiny_encoder
 ) -> None:  # type: ignore[no-untyped-def]
     corpus = make_corpus(tmp_path / "docs", n=8)
-    with qdrant_workspace(tmp_path / "ws", tiny_encoder, qdrant_sparse=True) as kit:
+    # without document vectors: the table below is the one of the Qdrant checks alone
+    index = {"qdrant_sparse": True, "document_vectors": False}
+    with qdrant_workspace(tmp_path / "ws", tiny_encoder, **index) as kit:
         kit.ingest(corpus)
         fine = checked(kit, QDRANT_SPARSE)
         assert fine.status == "ok" and fine.counts == {"checked": 8, "missing": 0, "stale": 0}

@@ -57,6 +57,7 @@ def make_workspace(root: Path, model_dir: Path, **compute: object) -> Path:
                 "provider": compute.pop("provider", "sentence-transformers"),
             },
             "chunking": {"max_tokens": 48, "overlap_tokens": 8},
+            "index": {"document_vectors": False},  # what the engine encodes: chunks alone
             "compute": {**COMPUTE, **compute},
         }
     )

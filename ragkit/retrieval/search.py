@@ -55,7 +55,8 @@ class Searcher:
         self.source = source
         self._readers: dict[str, tuple[int, DenseIndex, Any, IndexCorruptError | None]] = {}
         self._rerankers: dict[str, Any] = {}
-        self._documents: dict[str, tuple[int, DenseIndex]] = {}  # document vectors
+        #: document vectors per collection: (generation, index, share of multi-chunk documents)
+        self._documents: dict[str, tuple[int, DenseIndex | None, float]] = {}
         self.encoding = QueryEncoding(source)  # a migration's adapter and warm-up
 
     def query_many(
@@ -100,11 +101,11 @@ class Searcher:
             )
         else:
             channels = ("dense", "sparse") if base_mode == "hybrid" else (base_mode,)
-            lead_runs = None
+            lead_runs, lead_weight = None, 1.0
             with_documents = scoring is not None and base_mode != "sparse"
             if with_documents and collection.record.spec.index.document_vectors:
                 query_vectors = self._query_vectors(collection, texts, query_vectors)
-                lead_runs = self._document_runs(
+                lead_runs, lead_weight = self._document_runs(
                     collection, query_vectors, depth // CHUNKS_PER_DOCUMENT, where
                 )
             runs = self._channel_runs(
@@ -115,8 +116,8 @@ class Searcher:
                 if len(query_runs) == 1:
                     return sorted(query_runs[0].items(), key=lambda x: (-x[1], x[0]))
                 weights = list(fusion.weights)
-                if len(query_runs) != len(weights):  # the document vectors' run: weight 1
-                    weights = weights[: len(channels)] + [1.0] * (len(query_runs) - len(channels))
+                if len(query_runs) > len(channels):  # the document vectors' run
+                    weights = [*weights[: len(channels)], lead_weight]
                 return fuse(
                     query_runs,
                     method=fusion.method,
@@ -180,18 +181,25 @@ class Searcher:
 
     def _document_runs(
         self, collection: Collection, vectors: np.ndarray, depth: int, where: Where
-    ) -> list[dict[int, float]]:
+    ) -> tuple[list[dict[int, float]] | None, float]:
         """The document vectors' ranking per query, keyed by each document's first chunk
-        (``[index] document_vectors``); a filter allows the documents whose first chunk
-        it allows."""
+        (``[index] document_vectors``), and its weight in the fusion; a filter allows the
+        documents whose first chunk it allows. None where no document is longer than one
+        chunk: a single-chunk document's vector is its chunk vector, already in the dense run."""
+        generation = collection.record.generation
+        cached = self._documents.get(collection.name)
+        if cached is None or cached[0] != generation:
+            share = self.source.store.multi_chunk_share(collection.chunking_fp)
+            index = load_document_index(collection) if share > 0 else None
+            cached = (generation, index, share)
+            self._documents[collection.name] = cached
+        _, index, share = cached
+        if index is None:
+            return None, 1.0
         allowed = self._allowed_ids(collection, where)
         if allowed is not None and len(allowed) == 0:
-            return [{} for _ in vectors]
-        cached = self._documents.get(collection.name)
-        if cached is None or cached[0] != collection.record.generation:
-            cached = (collection.record.generation, load_document_index(collection))
-            self._documents[collection.name] = cached
-        return _as_runs(*cached[1].search(vectors, depth, allowed_ids=allowed))
+            return [{} for _ in vectors], share
+        return _as_runs(*index.search(vectors, depth, allowed_ids=allowed)), share
 
     def _fused_in_engine(
         self,
