@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_qdrant_cluster import assert_same_hits, hybrid, make_corpus, qdrant_workspace
+from test_qdrant_cluster import (
+    assert_same_hits,
+    hybrid,
+    make_corpus,
+    qdrant_aliases,
+    qdrant_workspace,
+)
 from typer.testing import CliRunner
 
 import ragkit
@@ -28,14 +34,6 @@ from ragkit.config import IndexConfig
 from ragkit.doctor_qdrant import QDRANT_ALIASES, QDRANT_SPARSE
 
 runner = CliRunner()
-
-
-def qdrant_aliases(kit: ragkit.Workspace) -> dict[str, str]:
-    index = kit.collection().load_dense()
-    try:
-        return index.aliases()
-    finally:
-        index.close()
 
 
 def checked(kit: ragkit.Workspace, name: str) -> Any:
