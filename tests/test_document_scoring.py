@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_document_vectors import write_workspace
 from typer.testing import CliRunner
 
 from ragkit.config import WorkspaceConfig
@@ -72,16 +73,10 @@ def long_docs(tmp_path, tiny_model):  # type: ignore[no-untyped-def]
     The encoder is saved to a folder that ragkit.toml names, so the CLI loads it too."""
     import ragkit
 
-    tiny_model.save(str(tmp_path / "model"))
-    (tmp_path / "ws").mkdir()
-    (tmp_path / "ws" / "ragkit.toml").write_text(
-        f'[encoder]\nmodel = "{tmp_path / "model"}"\n\n'
-        "[chunking]\nmax_tokens = 24\noverlap_tokens = 0\ncontext_headers = false\n\n"
-        # the scorings alone: the document vectors' run is tested in test_document_vectors.py
-        "[index]\ndocument_vectors = false\n",
-        encoding="utf-8",
+    # the scorings alone: the document vectors' run is tested in test_document_vectors.py
+    workspace = ragkit.open(
+        write_workspace(tmp_path, tiny_model, "document_vectors = false"), create=True
     )
-    workspace = ragkit.open(tmp_path / "ws", create=True)
     root = tmp_path / "docs"
     root.mkdir()
     guide = "\n\n".join(f"## Part {i}\n\n{QUERY} {_filler(11, i)}" for i in range(3))

@@ -65,19 +65,27 @@ def _write_corpus(root):  # type: ignore[no-untyped-def]
     (root / "short.md").write_text("# Short\n\ncat dog fish\n", encoding="utf-8")
 
 
-@pytest.fixture
-def kit(tmp_path, tiny_model):  # type: ignore[no-untyped-def]
-    import ragkit
-
-    tiny_model.save(str(tmp_path / "model"))
+def write_workspace(tmp_path, model, index: str):  # type: ignore[no-untyped-def]
+    """``tmp_path/ws`` with a ragkit.toml naming ``model`` saved to a folder (so the CLI loads
+    it too), short chunks without context headers, and ``index``'s ``[index]`` lines."""
+    model.save(str(tmp_path / "model"))
     (tmp_path / "ws").mkdir()
     (tmp_path / "ws" / "ragkit.toml").write_text(
         f'[encoder]\nmodel = "{tmp_path / "model"}"\n\n'
         "[chunking]\nmax_tokens = 24\noverlap_tokens = 0\ncontext_headers = false\n\n"
-        "[index]\ndocument_vectors = true\n",
+        f"[index]\n{index}\n",
         encoding="utf-8",
     )
-    workspace = ragkit.open(tmp_path / "ws", create=True)
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def kit(tmp_path, tiny_model):  # type: ignore[no-untyped-def]
+    import ragkit
+
+    workspace = ragkit.open(
+        write_workspace(tmp_path, tiny_model, "document_vectors = true"), create=True
+    )
     _write_corpus(tmp_path / "docs")
     workspace.ingest(tmp_path / "docs")
     yield workspace
@@ -362,14 +370,7 @@ def test_a_qdrant_collection_keeps_its_document_vectors_in_a_faiss_file(
     pytest.importorskip("qdrant_client")
     import ragkit
 
-    tiny_model.save(str(tmp_path / "model"))
-    (tmp_path / "ws").mkdir()
-    (tmp_path / "ws" / "ragkit.toml").write_text(
-        f'[encoder]\nmodel = "{tmp_path / "model"}"\n\n'
-        "[chunking]\nmax_tokens = 24\noverlap_tokens = 0\ncontext_headers = false\n\n"
-        '[index]\nbackend = "qdrant"\ndocument_vectors = true\n',
-        encoding="utf-8",
-    )
+    write_workspace(tmp_path, tiny_model, 'backend = "qdrant"\ndocument_vectors = true')
     _write_corpus(tmp_path / "docs")
     with ragkit.open(tmp_path / "ws", create=True) as kit:
         kit.ingest(tmp_path / "docs")
