@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ragkit.chunking import Chunker, TooManyChunksError, doc_id_for
-from ragkit.compute import part_size
+from ragkit.compute import encodes_ahead, part_size
 from ragkit.connectors import LoadOptions
 from ragkit.document_vectors import encode_batch_leads
 from ragkit.documents import Chunk, Document
@@ -219,7 +219,10 @@ class Staging:
         """Encode what the batch holds so far that the cache lacks, once that is at least one
         encoder part, before the batch is full; a pipelined ingest calls it while its producer
         has nothing ready, so the encoder does not wait on parsing. The vectors go to the cache
-        (committed part by part, as at the flush) and are kept for the batch's commit."""
+        (committed part by part, as at the flush) and are kept for the batch's commit. An
+        engine whose every call starts workers (Ray) is left to encode once per batch."""
+        if not encodes_ahead(self.store.encode_engine):
+            return False
         encoded = False
         for target in self.targets:
             pending = self._pending(target, self.batch, self._vectors)

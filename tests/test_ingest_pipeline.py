@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import ragkit
+from ragkit.compute import InProcessEngine
 from ragkit.connectors import LoadOptions
 from ragkit.connectors.pool import ParsePool
 from ragkit.documents import Block
@@ -204,6 +205,36 @@ def test_pipelined_and_serial_ingests_make_the_same_chunks_and_vectors(  # type:
     assert (again.files_changed, again.files_unchanged) == (1, 59)
     serial.close()
     piped.close()
+
+
+class _OneCallPerJobEngine(InProcessEngine):
+    """In-process encoding that says, as the Ray engine does, that each call starts workers."""
+
+    encodes_ahead = False
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def encode(self, encoder, model_fp, items, step):  # type: ignore[no-untyped-def]
+        self.calls.append(len(items))
+        yield from super().encode(encoder, model_fp, items, step)
+
+
+def test_an_engine_with_a_start_up_per_call_is_not_fed_part_by_part(  # type: ignore[no-untyped-def]
+    tmp_path, tiny_encoder, monkeypatch
+) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    monkeypatch.setattr(ingest_stage, "part_size", lambda encoder: 4)
+    engine = _OneCallPerJobEngine()
+    kit = ragkit.open(tmp_path / "ws", encoder=tiny_encoder, create=True)
+    kit.config.chunking.max_tokens = 32
+    kit.config.index.document_vectors = False
+    kit.store.encode_engine = engine
+    report = kit.ingest(docs, commit_every=40)
+    # one call per commit batch (each holds all of its chunks), none while parsing ran ahead
+    assert report.commits > 1 and len(engine.calls) == report.commits
+    assert sum(engine.calls) == report.chunks_encoded == kit.store.counts()["chunks"]
+    kit.close()
 
 
 def test_progress_events_count_every_file_once_after_the_total(  # type: ignore[no-untyped-def]

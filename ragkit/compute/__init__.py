@@ -31,6 +31,7 @@ __all__ = [
     "EncodeEngine",
     "EncodedPart",
     "InProcessEngine",
+    "encodes_ahead",
     "make_engine",
     "part_size",
     "ray_engine_at",
@@ -49,6 +50,10 @@ class EncodeEngine(Protocol):
     the caller caches a part before asking for the next, so a crash loses at most the parts
     in flight. ``model_fp`` is the fingerprint id the vectors are cached under: an engine
     that builds its own encoder (a remote worker) must refuse to encode with another one.
+
+    An engine may also set ``encodes_ahead = False`` (see :func:`encodes_ahead`) when each
+    ``encode`` call pays a start-up (a Ray job starts its actor pool): an ingest then encodes
+    once per commit batch instead of part by part while its parser is busy.
     """
 
     name: str
@@ -69,6 +74,12 @@ def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:
     return ENGINES.register(name)
 
 
+def encodes_ahead(engine: EncodeEngine | None) -> bool:
+    """Whether small encode calls cost an engine no more per text than large ones, so an
+    ingest may encode a part early while its producer is behind (default: yes)."""
+    return bool(getattr(engine, "encodes_ahead", True))
+
+
 def part_size(encoder: Encoder) -> int:
     """Texts per part: enough encoder batches that one cache commit (one fsync) is cheap next
     to the encoding it saves, few enough that a crash redoes little."""
@@ -79,6 +90,7 @@ class InProcessEngine:
     """Encode with the writer's own encoder object, one part after another (today's loop)."""
 
     name = "in-process"
+    encodes_ahead = True
 
     def encode(
         self, encoder: Encoder, model_fp: str, items: Sequence[tuple[str, str]], step: int

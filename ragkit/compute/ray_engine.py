@@ -84,6 +84,8 @@ class RayEngine:
     """Encodes on the Ray cluster at ``[compute] address`` (see :class:`ComputeConfig`)."""
 
     name = "ray"
+    #: each encode call is a Ray Data job that starts its actors: one per commit batch
+    encodes_ahead = False
 
     def __init__(self, compute: ComputeConfig, encoder: EncoderConfig) -> None:
         self.compute = compute
