@@ -1,7 +1,9 @@
 """The Ray encode engine: the texts an embedding cache lacks, encoded by a pool of Ray actors.
 
-``ray.data.from_items`` turns the length-sorted ``(text hash, text)`` pairs into blocks of one
-part each; ``map_batches`` runs them through :class:`EncoderActor`, an actor pool in which each
+``ray.data.from_items`` turns the length-sorted ``(text hash, text)`` pairs into blocks of at
+most one part each, longest texts first and, with several actors, at least four blocks per
+actor, so the pool shares the work as actors finish blocks and the job ends on short ones;
+``map_batches`` runs them through :class:`EncoderActor`, an actor pool in which each
 actor builds the encoder once with ``load_encoder``, from the config the writer built the very
 encoder it hands over from (``recipe_of``): for a collection's encoder that is the collection's
 spec (``spec.encoder.config(runtime)``, see ``ragkit.collection_parts``), so two collections of
@@ -38,6 +40,10 @@ if TYPE_CHECKING:
     from ragkit.encoders.protocol import Encoder
 
 __all__ = ["EncoderActor", "RayEngine", "check_part", "make_ray_engine"]
+
+
+#: blocks per actor in a job of several actors (the work is shared as they finish blocks)
+BLOCKS_PER_ACTOR = 4
 
 
 def make_ray_engine(compute: ComputeConfig, encoder: EncoderConfig) -> RayEngine:
@@ -104,13 +110,17 @@ class RayEngine:
 
         actors, gpus = self._pool_size(ray.cluster_resources())
         actors = min(actors, len(items))  # a pool larger than its blocks only idles (and warns)
-        # At least one block per actor, or the pool's extra actors idle on a small job.
-        batch_size = min(self.compute.batch_size or step, math.ceil(len(items) / actors))
+        # Several blocks per actor, longest texts first: actors take the next block as they
+        # finish, so the job ends on short blocks instead of one actor alone on the longest.
+        blocks_per_actor = 1 if actors == 1 else BLOCKS_PER_ACTOR
+        batch_size = min(
+            self.compute.batch_size or step, math.ceil(len(items) / (actors * blocks_per_actor))
+        )
         threads = self.compute.threads_per_actor or max(1, (os.cpu_count() or 1) // actors)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the CLI draws its own progress
         context.print_on_execution_start = False
-        rows = [{"text_hash": h, "text": t} for h, t in items]
+        rows = [{"text_hash": h, "text": t} for h, t in reversed(items)]  # sorted: longest first
         dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / batch_size))
         restarts = self.compute.max_restarts
         encoded = dataset.map_batches(
