@@ -122,9 +122,15 @@ def test_a_workspace_written_by_0_1_0_answers_the_same_and_is_upgraded_once(
     status = expected.pop("_status")
     assert default_encoder.fingerprint["legacy_id"] == status["fingerprint"] == LEGACY_FP
     assert default_encoder.fingerprint["id"] != LEGACY_FP
-    # The fixture was encoded under bf16 autocast; float32 agrees to ~1e-3 (docs: Precision).
-    tolerance = 1e-5 if default_encoder.compute_dtype == "bfloat16" else 2e-3
+    # The fixture was encoded under bf16 autocast on a CPU with AMX; float32, and the bf16
+    # kernels of a CPU without it (AVX512-BF16 only: 4e-4 apart), agree to ~1e-3 (docs:
+    # Precision). The ranking itself must be identical either way.
+    tolerance = 2e-3
     store_bytes = hashlib.sha256((root / "store.sqlite").read_bytes()).hexdigest()
+    # The saved source points where the fixture was made; point it where the copy is (the
+    # workspace reads ragkit.toml when it opens).
+    config = (root / "ragkit.toml").read_text().replace("/tmp/fx/docs", docs.as_posix())
+    (root / "ragkit.toml").write_text(config)
 
     kit = ragkit.open(root, create=False, encoder=default_encoder)
     _assert_hits(kit, expected, tolerance)
@@ -135,8 +141,6 @@ def test_a_workspace_written_by_0_1_0_answers_the_same_and_is_upgraded_once(
     assert kit.store.schema_version == 1 and kit.collection().record.model_fp == LEGACY_FP
 
     # Re-ingest from where the docs are now: the writer upgrades schema and fingerprint once.
-    config = (root / "ragkit.toml").read_text().replace("/tmp/fx/docs", docs.as_posix())
-    (root / "ragkit.toml").write_text(config)
     first = kit.ingest()
     assert (first.files_unchanged, first.chunks_encoded, first.chunks_added) == (6, 0, 0)
     record = kit.collection().record
