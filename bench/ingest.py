@@ -2,10 +2,13 @@
 
     python bench/ingest.py [--dataset DIR] [--limit N] [--langchain] [--batch-size 64]
                            [--precision auto|fp32|bf16] [--pipeline-chunks N] [--no-fp32]
-                           [--ingest-only]
+                           [--ingest-only] [--repeats N]
 
 ``--limit`` left out (or 0) takes the whole corpus. ``--ingest-only`` times the first ingest
 alone (no raw or re-ingest rows): the way to measure peak memory on the whole corpus.
+``--repeats N`` (N ≥ 2) times N interleaved pairs instead of the table: a first ingest into a
+fresh workspace, then the raw encode (same precision) of every text that ingest encoded; it
+prints each pair and the medians, for ratios closer than one run's noise.
 
 A BEIR corpus is written out as one small ``<_id>.txt`` file per document (the realistic case
 for a docs folder; the txt loader takes the file stem as the title, and the title leads the
@@ -45,6 +48,7 @@ import random
 import re
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -332,6 +336,13 @@ def main() -> None:
         help="only the first ingest (no raw, re-ingest or LangChain rows): peak memory",
     )
     p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N interleaved (fresh ingest, raw encode of its texts) pairs and their medians",
+    )
+    p.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -367,10 +378,7 @@ def main() -> None:
 
         # 1. ragkit, end to end, fresh workspace
         kit = ragkit.open(Path(tmp) / "workspace", create=True, encoder=encoder)
-        if args.pipeline_chunks is not None:
-            kit.config.ingest.pipeline_chunks = args.pipeline_chunks
-        if args.document_vectors is not None:
-            kit.config.index.document_vectors = args.document_vectors == "on"
+        _configure(kit, args)
         counter.keep = True
         profiler = cProfile.Profile() if args.profile else None
         with Clock() as first_clock, ChildrenPeak() as workers:
@@ -388,6 +396,25 @@ def main() -> None:
         if args.ingest_only:
             kit.close()
             _report_ingest_only(args, info, files, first, first_clock, workers.peak_mib)
+            return
+        if args.repeats > 1:
+            kit.close()
+            context = encoder.autocast if encoder.autocast_dtype is not None else None
+            pairs = [
+                (first, first_clock, raw_encode(model, encoded_texts, args.batch_size, context))
+            ]
+            for n in range(1, args.repeats):
+                kit = ragkit.open(Path(tmp) / f"workspace-{n}", create=True, encoder=encoder)
+                _configure(kit, args)
+                with Clock() as clock:
+                    report = kit.ingest(docs)
+                kit.close()
+                raw = raw_encode(model, encoded_texts, args.batch_size, context)
+                pairs.append((report, clock, raw))
+                print(
+                    f"repeat {n + 1}/{args.repeats}: ingest {clock.wall:.1f}s, raw {raw.wall:.1f}s"
+                )
+            _report_repeats(args, info, files, len(encoded_texts), pairs)
             return
 
         # 2. raw encode of exactly the texts that were embedded
@@ -616,6 +643,102 @@ def main() -> None:
     else:
         path = _common.write_result("ingest", result)
         print(f"\nwrote {path.relative_to(_common.REPO_ROOT)}")
+
+
+def _configure(kit: Any, args: Any) -> None:
+    if args.pipeline_chunks is not None:
+        kit.config.ingest.pipeline_chunks = args.pipeline_chunks
+    if args.document_vectors is not None:
+        kit.config.index.document_vectors = args.document_vectors == "on"
+
+
+def _report_repeats(
+    args: Any, info: dict[str, Any], files: int, texts: int, pairs: list[tuple[Any, Clock, Clock]]
+) -> None:
+    """Each (ingest, raw encode of the texts it encoded) pair and the medians of both: the
+    ratio of the medians, and the median of the pairs' own ratios."""
+    columns = [
+        "pair",
+        "ingest s",
+        "ingest CPU s",
+        "outside the encoder s",
+        "raw s",
+        "raw CPU s",
+        "ratio",
+        "CPU ratio",
+    ]
+    rows, ratios, cpu_ratios = [], [], []
+    for n, (report, clock, raw) in enumerate(pairs, 1):
+        ratios.append(raw.wall / clock.wall)
+        cpu_ratios.append(raw.cpu / clock.cpu)
+        rows.append(
+            [
+                str(n),
+                f"{clock.wall:.2f}",
+                f"{clock.cpu:.2f}",
+                f"{clock.wall - report.encode_seconds:.2f}",
+                f"{raw.wall:.2f}",
+                f"{raw.cpu:.2f}",
+                f"{ratios[-1]:.3f}×",
+                f"{cpu_ratios[-1]:.3f}×",
+            ]
+        )
+    ingest_wall = statistics.median(c.wall for _, c, _ in pairs)
+    raw_wall = statistics.median(r.wall for _, _, r in pairs)
+    ingest_cpu = statistics.median(c.cpu for _, c, _ in pairs)
+    raw_cpu = statistics.median(r.cpu for _, _, r in pairs)
+    rows.append(
+        [
+            "median",
+            f"{ingest_wall:.2f}",
+            f"{ingest_cpu:.2f}",
+            f"{statistics.median(c.wall - r.encode_seconds for r, c, _ in pairs):.2f}",
+            f"{raw_wall:.2f}",
+            f"{raw_cpu:.2f}",
+            f"{raw_wall / ingest_wall:.3f}×",
+            f"{raw_cpu / ingest_cpu:.3f}×",
+        ]
+    )
+    load = [round(x, 2) for x in os.getloadavg()]
+    caption = (
+        f"{files:,} files, {pairs[0][0].chunks_added:,} chunks, {texts:,} texts encoded; "
+        f"median of the pairs' ratios {statistics.median(ratios):.3f}× "
+        f"(CPU {statistics.median(cpu_ratios):.3f}×), range {min(ratios):.3f}–{max(ratios):.3f}×; "
+        f"pipeline_chunks {args.pipeline_chunks if args.pipeline_chunks is not None else 'default'}, "
+        f"document vectors {args.document_vectors or 'default'}; "
+        f"load avg {info.get('load_avg_at_start')} -> {load}"
+    )
+    _common.print_table(
+        "ragkit ingest against the raw encode, repeated", columns, rows, caption=caption
+    )
+    print()
+    print(_common.markdown_table(columns, rows))
+    print(caption)
+    result = {
+        "machine": info,
+        "load_avg_at_end": load,
+        "limit": args.limit,
+        "files": files,
+        "texts_encoded": texts,
+        "pipeline_chunks": args.pipeline_chunks,
+        "document_vectors": args.document_vectors,
+        "pairs": [
+            {
+                "ingest_wall": c.wall,
+                "ingest_cpu": c.cpu,
+                "outside_encoder": c.wall - r.encode_seconds,
+                "raw_wall": raw.wall,
+                "raw_cpu": raw.cpu,
+            }
+            for r, c, raw in pairs
+        ],
+        "ratio_of_medians": raw_wall / ingest_wall,
+        "cpu_ratio_of_medians": raw_cpu / ingest_cpu,
+        "median_ratio": statistics.median(ratios),
+        "table_markdown": _common.markdown_table(columns, rows),
+    }
+    path = _common.write_result("ingest_repeats", result)
+    print(f"\nwrote {path.relative_to(_common.REPO_ROOT)}")
 
 
 def _pipeline_chunks(kit: Any) -> Any:
