@@ -18,7 +18,8 @@ the embedding cache). Per set, nDCG@10 / MRR@10 / R@100 (pytrec_eval) of:
   chunk rows (``kit.create_collection("docvec", index=... document_vectors=True)``: chunk
   vectors from the cache, only the documents' own vectors encoded), queried through
   ``kit.query_many(..., documents="max")``, the path ``ragkit query --documents`` takes (the
-  document vectors' run weighs the share of documents longer than one chunk); and,
+  document vectors' run weighs the share of documents longer than one chunk), fused by DBSF
+  (``[fusion] method``'s default) and by RRF (the default before); and,
   bench-only, its document vectors' run fused with whole-page BM25 as a fourth run;
 - the naive baselines: the first 256 tokens of each page embedded by the same encoder
   (all-MiniLM-L6-v2 truncates its input there), BM25 (bm25s, English stemmer and stopwords,
@@ -152,22 +153,30 @@ def _document_vector_runs(
     kit: Any, texts: list[str], grouped: dict[str, list[dict[str, float]]]
 ) -> dict[str, list[dict[str, float]]]:
     """ragkit's own query path with document vectors, and the document vectors' run alone."""
+    from ragkit.config import FusionConfig
     from ragkit.document_vectors import load_document_index
     from ragkit.evaluation import corpus_id_from_uri
+    from ragkit.retrieval.fusion import fuse
 
     collection = _document_vector_collection(kit)
     out: dict[str, list[dict[str, float]]] = {}
-    for mode, scoring in (
-        ("dense", "max"),
-        ("hybrid", "max"),
-        ("dense", "decayed"),
-        ("hybrid", "decayed"),
-    ):
-        hits = kit.query_many(texts, k=100, mode=mode, documents=scoring, alias=DOCVEC)
-        name = "documents=True" if scoring == "max" else 'documents="decayed"'
-        out[f"{mode} · {name} + document vectors"] = [
-            {corpus_id_from_uri(h.uri): h.score for h in row} for row in hits
-        ]
+    configured, sections = kit.config.fusion, kit.config.sections_set
+    # as if ragkit.toml set [fusion]: the collection's spec would win over the default
+    kit.config.sections_set = sections | {"fusion"}
+    for method in ("dbsf", "rrf"):  # the default since the fusion measurement, and before
+        kit.config.fusion = FusionConfig(method=method)
+        for mode, scoring in (
+            ("dense", "max"),
+            ("hybrid", "max"),
+            ("dense", "decayed"),
+            ("hybrid", "decayed"),
+        ):
+            hits = kit.query_many(texts, k=100, mode=mode, documents=scoring, alias=DOCVEC)
+            name = "documents=True" if scoring == "max" else 'documents="decayed"'
+            out[f"{mode} · {name} + document vectors, {method.upper()}"] = [
+                {corpus_id_from_uri(h.uri): h.score for h in row} for row in hits
+            ]
+    kit.config.fusion, kit.config.sections_set = configured, sections
     vectors = np.asarray(kit.encoder_for(collection).encode_queries(texts), np.float32)
     scores, ids = load_document_index(collection).search(vectors, 100)
     document_of, _ = _chunk_map(kit)
@@ -177,15 +186,16 @@ def _document_vector_runs(
     ]
     share = kit.store.multi_chunk_share(collection.chunking_fp)  # the document run's weight
     print(f"{DOCVEC}: {share:.4f} of the documents are longer than one chunk")
-    out["_check · hybrid document RRF, max + document vectors"] = [
-        _rrf([d, s, w], weights=[1.0, 1.0, share])
-        for d, s, w in zip(
-            grouped["dense · best chunk (before)"],
-            grouped["sparse · best chunk (before)"],
-            out["dense · document vectors alone"],
-            strict=True,
-        )
-    ]
+    for method in ("dbsf", "rrf"):
+        out[f"_check · hybrid document {method.upper()}, max + document vectors"] = [
+            dict(fuse([d, s, w], method=method, weights=[1.0, 1.0, share]))
+            for d, s, w in zip(
+                grouped["dense · best chunk (before)"],
+                grouped["sparse · best chunk (before)"],
+                out["dense · document vectors alone"],
+                strict=True,
+            )
+        ]
     return out
 
 
@@ -347,13 +357,16 @@ def _run_set(name: str, root: Path, sweep: bool, workspace: Path | None = None) 
         names = [
             "hybrid · chunk RRF, best chunk (before)",
             "hybrid · document RRF, max",
-            "hybrid · documents=True + document vectors",
+            "hybrid · documents=True + document vectors, RRF",
+            "hybrid · documents=True + document vectors, DBSF",
             "hybrid · document RRF, decayed λ=0.5 n=3",
-            'hybrid · documents="decayed" + document vectors',
+            'hybrid · documents="decayed" + document vectors, RRF',
+            'hybrid · documents="decayed" + document vectors, DBSF',
         ]
         top3 = _top3(systems, names, data.queries, qids, data.qrels)
-        columns = ["id", "question", "before", "document RRF", "+ document vectors"]
-        columns += ["decayed", "decayed + document vectors"]
+        columns = ["id", "question", "before", "document RRF", "+ document vectors (RRF)"]
+        columns += ["+ document vectors (DBSF)", "decayed", "decayed + document vectors (RRF)"]
+        columns += ["decayed + document vectors (DBSF)"]
         print(_common.markdown_table(columns, top3))
         for position, system in enumerate(names):
             found = sum(row[2 + position].startswith("yes") for row in top3)

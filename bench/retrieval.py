@@ -57,10 +57,11 @@ def main() -> None:
                 warmup=1,  # warm caches
                 digits=1,
             )
+            fusion = kit.collection().record.spec.fusion_for(kit.config)
             name = {
                 "dense": "dense (encoder)",
                 "sparse": channel,
-                "hybrid": f"hybrid dense+{channel}",
+                "hybrid": f"hybrid dense+{channel} ({fusion.method}, untuned)",
             }
             m = result.metrics
             row = {

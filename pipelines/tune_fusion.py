@@ -121,7 +121,7 @@ def tune_fusion(
         notify("trial", 1)
     trials = [FusionTrial(*setting, score=_mean(values, qids)) for setting, values in scored]
     best = max(trials, key=lambda t: t.score)
-    current = kit.config.fusion
+    current = kit.collection().record.spec.fusion_for(kit.config)  # what queries use now
     current_setting = (current.method, current.k, tuple(current.weights), current.normalization)
     single = {
         name: _mean(
@@ -152,6 +152,8 @@ def tune_fusion(
         params = {"metric": metric, "depth": depth, "seed": seed, "queries": len(qids)}
         with job(kit, "tune-fusion", params, wait=wait) as run:
             kit.config.fusion = best.config(depth)
+            # a set [fusion] wins over the collection's own, even when it is the default
+            kit.config.sections_set = kit.config.sections_set | {"fusion"}
             kit.config.save(kit.config_path)
             report.written = True
             run.outcome(True, {"best": asdict(best), "current": report.current})

@@ -190,7 +190,7 @@ class SparseSpec:
 class FusionSpec:
     """The fusion a hybrid query uses when ragkit.toml sets no ``[fusion]`` table."""
 
-    method: str = "rrf"
+    method: str = "dbsf"
     k: int = 60
     weights: tuple[float, ...] = (1.0, 1.0)
     normalization: str = "minmax"

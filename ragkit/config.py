@@ -112,9 +112,11 @@ class SparseConfig:
 
 @dataclass(kw_only=True)
 class FusionConfig:
-    """How hybrid mode merges the dense and sparse rankings."""
+    """How hybrid mode merges the dense and sparse rankings (and, for document hits, the
+    document vectors' ranking). DBSF by default: it scored above RRF on every set measured
+    (Debian, and the Git, Python and PostgreSQL manuals; BENCHMARKS.md, "Fusion default")."""
 
-    method: str = "rrf"
+    method: str = "dbsf"
     k: int = 60
     weights: list[float] = field(default_factory=lambda: [1.0, 1.0])
     normalization: str = "minmax"
@@ -310,11 +312,13 @@ class WorkspaceConfig:
         return cls(**sections, sources=sources, sections_set=frozenset(raw))
 
     def to_dict(self) -> dict[str, Any]:
-        """Only non-default values, so the file stays short and readable."""
+        """Only non-default values, so the file stays short and readable; a section the file
+        set stays (empty when all its values are the defaults), since a set ``[fusion]`` wins
+        over a collection's own."""
         out: dict[str, Any] = {}
         for name, kind in _SECTIONS.items():
             values = _non_default(getattr(self, name), kind())
-            if values:
+            if values or name in self.sections_set:
                 out[name] = values
         if self.sources:
             out["sources"] = [

@@ -9,6 +9,7 @@ A release that changes the tables appends one function here and nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
@@ -24,6 +25,10 @@ from ragkit.collection_spec import (
 from ragkit.config import IndexConfig, WorkspaceConfig
 
 __all__ = ["SCHEMA_VERSION", "UPGRADES", "create_tables", "legacy_spec", "upgrade_tables"]
+
+#: the fusion method of a collection recorded before collections stored their spec, when
+#: ragkit.toml sets no ``[fusion]``: what ragkit fused by then (the default is DBSF since)
+LEGACY_FUSION_METHOD = "rrf"
 
 # The tables of ragkit 0.1.0 (schema version 1).
 _VERSION_1 = """
@@ -202,12 +207,15 @@ def legacy_spec(record: dict[str, Any], meta_fp: str, config: WorkspaceConfig) -
     else:
         sparse_model = config.sparse.model
     seeded = CollectionSpec.seed(config, encoder=encoder_spec, chunking=chunking_spec)
+    fusion = seeded.fusion
+    if "fusion" not in config.sections_set:  # it fused by the default of its day
+        fusion = dataclasses.replace(fusion, method=LEGACY_FUSION_METHOD)
     return CollectionSpec(
         encoder=encoder_spec,
         chunking=chunking_spec,
         index=DenseIndexSpec.from_config(IndexConfig(**{**known, "document_vectors": False})),
         sparse=SparseSpec(model=sparse_model, max_seq_length=config.sparse.max_seq_length),
-        fusion=seeded.fusion,
+        fusion=fusion,
     )
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import ragkit
 from ragkit.cli.app import app
-from ragkit.config import ChunkingConfig, EncoderConfig, SparseConfig, WorkspaceConfig
+from ragkit.config import ChunkingConfig, EncoderConfig, FusionConfig, SparseConfig, WorkspaceConfig
 from ragkit.errors import ConfigError, EncoderMismatchError, WorkspaceError
 
 QUERIES = ["dog pear", "dns router", "banana cherry", "the cat sat"]
@@ -208,6 +208,23 @@ def test_fusion_comes_from_the_spec_unless_ragkit_toml_sets_it(tmp_path, docs, m
         assert kit.collection().record.spec == spec
     explicit = WorkspaceConfig.from_dict({"fusion": {"method": "rrf"}})
     assert spec.fusion_for(explicit).method == "rrf"
+
+
+def test_a_set_fusion_table_stays_set_when_it_holds_the_defaults(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.collection_spec import CollectionSpec, FusionSpec
+
+    assert FusionConfig().method == "dbsf" and CollectionSpec().fusion.method == "dbsf"
+    old = CollectionSpec(fusion=FusionSpec(method="rrf"))  # a collection made before
+    assert old.fusion_for(WorkspaceConfig()).method == "rrf"  # no [fusion]: its own
+    # ragkit.toml says dbsf, the default: saved again (as ragkit does when a source is added
+    # or tune-fusion writes), the table stays, so it still wins over the collection's rrf
+    config = WorkspaceConfig.from_dict({"fusion": {"method": "dbsf"}})
+    assert config.to_dict() == {"fusion": {}}
+    config.save(tmp_path / "ragkit.toml")
+    reloaded = WorkspaceConfig.load(tmp_path / "ragkit.toml")
+    assert "fusion" in reloaded.sections_set
+    assert old.fusion_for(reloaded).method == "dbsf"
+    assert WorkspaceConfig().to_dict() == {}  # nothing set, nothing written
 
 
 def test_secrets_in_ragkit_toml_are_refused_and_never_stored(

@@ -128,10 +128,14 @@ def test_hybrid_fuses_document_rankings_not_chunk_rankings(long_docs) -> None:  
     runs = [dense[0], sparse[0]]
     document_of = kit.store.chunk_documents([c for run in runs for c in run])
     scoring = DocumentScoring(method="max")
-    expected = fuse([group_run(run, document_of, scoring) for run in runs], k=60)
-    hits = kit.query(QUERY, k=3, mode="hybrid", documents="max")
-    assert [h.doc_id for h in hits] == [doc for doc, _ in expected]
-    assert [h.score for h in hits] == pytest.approx([score for _, score in expected])
+    grouped = [group_run(run, document_of, scoring) for run in runs]
+    assert kit.collection().record.spec.fusion.method == "dbsf"  # the default
+    for method in ("dbsf", "rrf"):
+        kit.config.fusion.method = method
+        expected = fuse(grouped, method=method, k=60)
+        hits = kit.query(QUERY, k=3, mode="hybrid", documents="max")
+        assert [h.doc_id for h in hits] == [doc for doc, _ in expected[:3]]
+        assert [h.score for h in hits] == pytest.approx([score for _, score in expected[:3]])
     # a document's RRF share comes from its rank among documents: 2 channels, rank 1 each
     assert hits[0].score == pytest.approx(2 / 61)
 

@@ -14,7 +14,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from ragkit.config import IndexConfig, WorkspaceConfig
+from ragkit.config import FusionConfig, IndexConfig, WorkspaceConfig
 from ragkit.document_vectors import document_path, load_document_index, stored_leads
 from ragkit.errors import ConfigError
 from ragkit.retrieval.fusion import fuse
@@ -151,17 +151,16 @@ def test_only_the_document_vector_finds_the_right_document(kit) -> None:  # type
     document_of.update(kit.store.chunk_documents(list(lead_run)))
     # the run weighs the share of documents longer than one chunk: 4 of 5 (not short.md)
     assert kit.store.multi_chunk_share(collection.chunking_fp) == pytest.approx(0.8)
-    expected = fuse(
-        [
-            group_run(dense[0], document_of, DocumentScoring()),
-            {document_of[c]: s for c, s in lead_run.items()},
-        ],
-        k=60,
-        weights=[1.0, 0.8],
-    )
+    documents = {document_of[c]: s for c, s in lead_run.items()}
+    grouped = group_run(dense[0], document_of, DocumentScoring())
+    method = FusionConfig().method  # the default, DBSF
+    expected = fuse([grouped, documents], method=method, k=60, weights=[1.0, 0.8])
     assert [h.doc_id for h in hits] == [d for d, _ in expected[:4]]
     assert [h.score for h in hits] == pytest.approx([s for _, s in expected[:4]])
-    assert found["target.md"].score == pytest.approx(0.8 / 61)  # first of the document run
+    # target.md's score is the document run's alone, at its weight
+    alone = dict(fuse([{}, documents], method=method, weights=[1.0, 0.8]))
+    assert found["target.md"].score == pytest.approx(alone[found["target.md"].doc_id])
+    assert found["target.md"].score > 0
     # without document vectors (a collection over the same chunks) the chunks never find it
     kit.create_collection("plain", index=IndexConfig(document_vectors=False), state="live")
     plain = kit.query(QUERY, k=4, mode="dense", documents="max", alias="plain")

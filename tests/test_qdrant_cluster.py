@@ -89,6 +89,7 @@ def test_server_side_rrf_equals_ragkit_rrf(tmp_path, tiny_encoder, engine_calls)
     corpus = make_corpus(tmp_path / "docs")
     with qdrant_workspace(tmp_path / "ws", tiny_encoder, qdrant_sparse=True) as kit:
         kit.ingest(corpus)
+        kit.config.fusion.method = "rrf"
         ours = hybrid(kit, server_side=False)
         assert engine_calls == []
         in_engine = hybrid(kit, server_side=True)
@@ -110,6 +111,22 @@ def test_server_side_rrf_equals_ragkit_rrf(tmp_path, tiny_encoder, engine_calls)
         assert min(len(hits) for hits in filtered) > 0
         assert all(h.uri.split("/")[-1].startswith("doc1") for h in kit.query("dog", where=where))
         assert hybrid(kit, server_side=True, where="format=pdf") == [[]] * len(QUERIES)
+
+
+def test_server_side_dbsf_the_default_equals_ragkit_dbsf(
+    tmp_path, tiny_encoder, engine_calls
+) -> None:  # type: ignore[no-untyped-def]
+    corpus = make_corpus(tmp_path / "docs", n=12)
+    with qdrant_workspace(tmp_path / "ws", tiny_encoder, qdrant_sparse=True) as kit:
+        kit.ingest(corpus)
+        assert kit.collection().record.spec.fusion.method == "dbsf"
+        ours = hybrid(kit, server_side=False)
+        assert engine_calls == []
+        in_engine = hybrid(kit, server_side=True)
+        assert engine_calls == [1] * len(QUERIES)
+        assert_same_hits(in_engine, ours)
+        kit.config.fusion.method = "rrf"  # the two methods rank these differently
+        assert hybrid(kit, server_side=False) != ours
 
 
 def test_without_qdrant_sparse_ragkit_fuses(tmp_path, tiny_encoder, engine_calls) -> None:  # type: ignore[no-untyped-def]
