@@ -657,48 +657,28 @@ def _report_repeats(
 ) -> None:
     """Each (ingest, raw encode of the texts it encoded) pair and the medians of both: the
     ratio of the medians, and the median of the pairs' own ratios."""
-    columns = [
-        "pair",
-        "ingest s",
-        "ingest CPU s",
-        "outside the encoder s",
-        "raw s",
-        "raw CPU s",
-        "ratio",
-        "CPU ratio",
-    ]
-    rows, ratios, cpu_ratios = [], [], []
-    for n, (report, clock, raw) in enumerate(pairs, 1):
-        ratios.append(raw.wall / clock.wall)
-        cpu_ratios.append(raw.cpu / clock.cpu)
-        rows.append(
-            [
-                str(n),
-                f"{clock.wall:.2f}",
-                f"{clock.cpu:.2f}",
-                f"{clock.wall - report.encode_seconds:.2f}",
-                f"{raw.wall:.2f}",
-                f"{raw.cpu:.2f}",
-                f"{ratios[-1]:.3f}×",
-                f"{cpu_ratios[-1]:.3f}×",
-            ]
+    fields = ["ingest_wall", "ingest_cpu", "outside_encoder", "raw_wall", "raw_cpu"]
+    measured = [
+        dict(
+            zip(fields, (c.wall, c.cpu, c.wall - r.encode_seconds, raw.wall, raw.cpu), strict=True)
         )
-    ingest_wall = statistics.median(c.wall for _, c, _ in pairs)
-    raw_wall = statistics.median(r.wall for _, _, r in pairs)
-    ingest_cpu = statistics.median(c.cpu for _, c, _ in pairs)
-    raw_cpu = statistics.median(r.cpu for _, _, r in pairs)
-    rows.append(
-        [
-            "median",
-            f"{ingest_wall:.2f}",
-            f"{ingest_cpu:.2f}",
-            f"{statistics.median(c.wall - r.encode_seconds for r, c, _ in pairs):.2f}",
-            f"{raw_wall:.2f}",
-            f"{raw_cpu:.2f}",
-            f"{raw_wall / ingest_wall:.3f}×",
-            f"{raw_cpu / ingest_cpu:.3f}×",
+        for r, c, raw in pairs
+    ]
+    medians = {f: statistics.median(m[f] for m in measured) for f in fields}
+    ratios = [m["raw_wall"] / m["ingest_wall"] for m in measured]
+    cpu_ratios = [m["raw_cpu"] / m["ingest_cpu"] for m in measured]
+
+    def row(label: str, m: dict[str, float]) -> list[str]:
+        return [
+            label,
+            *(f"{m[f]:.2f}" for f in fields),
+            f"{m['raw_wall'] / m['ingest_wall']:.3f}×",
+            f"{m['raw_cpu'] / m['ingest_cpu']:.3f}×",
         ]
-    )
+
+    columns = ["pair", "ingest s", "ingest CPU s", "outside the encoder s", "raw s", "raw CPU s"]
+    columns += ["ratio", "CPU ratio"]
+    rows = [row(str(n), m) for n, m in enumerate(measured, 1)] + [row("median", medians)]
     load = [round(x, 2) for x in os.getloadavg()]
     caption = (
         f"{files:,} files, {pairs[0][0].chunks_added:,} chunks, {texts:,} texts encoded; "
@@ -722,18 +702,9 @@ def _report_repeats(
         "texts_encoded": texts,
         "pipeline_chunks": args.pipeline_chunks,
         "document_vectors": args.document_vectors,
-        "pairs": [
-            {
-                "ingest_wall": c.wall,
-                "ingest_cpu": c.cpu,
-                "outside_encoder": c.wall - r.encode_seconds,
-                "raw_wall": raw.wall,
-                "raw_cpu": raw.cpu,
-            }
-            for r, c, raw in pairs
-        ],
-        "ratio_of_medians": raw_wall / ingest_wall,
-        "cpu_ratio_of_medians": raw_cpu / ingest_cpu,
+        "pairs": measured,
+        "ratio_of_medians": medians["raw_wall"] / medians["ingest_wall"],
+        "cpu_ratio_of_medians": medians["raw_cpu"] / medians["ingest_cpu"],
         "median_ratio": statistics.median(ratios),
         "table_markdown": _common.markdown_table(columns, rows),
     }
