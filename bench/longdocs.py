@@ -161,10 +161,8 @@ def _document_vector_runs(
     collection = _document_vector_collection(kit)
     out: dict[str, list[dict[str, float]]] = {}
     configured, sections = kit.config.fusion, kit.config.sections_set
-    # as if ragkit.toml set [fusion]: the collection's spec would win over the default
-    kit.config.sections_set = sections | {"fusion"}
     for method in ("dbsf", "rrf"):  # the default since the fusion measurement, and before
-        kit.config.fusion = FusionConfig(method=method)
+        kit.config.set_fusion(FusionConfig(method=method))  # over the collection's own
         for mode, scoring in (
             ("dense", "max"),
             ("hybrid", "max"),

@@ -151,9 +151,7 @@ def tune_fusion(
         # ragkit.toml is shared with the other writers: written only under the lock.
         params = {"metric": metric, "depth": depth, "seed": seed, "queries": len(qids)}
         with job(kit, "tune-fusion", params, wait=wait) as run:
-            kit.config.fusion = best.config(depth)
-            # a set [fusion] wins over the collection's own, even when it is the default
-            kit.config.sections_set = kit.config.sections_set | {"fusion"}
+            kit.config.set_fusion(best.config(depth))
             kit.config.save(kit.config_path)
             report.written = True
             run.outcome(True, {"best": asdict(best), "current": report.current})

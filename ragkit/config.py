@@ -311,6 +311,12 @@ class WorkspaceConfig:
         sources = [_build(SourceConfig, s, origin, "sources") for s in raw.get("sources", [])]
         return cls(**sections, sources=sources, sections_set=frozenset(raw))
 
+    def set_fusion(self, fusion: FusionConfig) -> None:
+        """Use ``fusion`` as if ragkit.toml set it: it wins over a collection's own fusion
+        even when it is the default, and :meth:`save` keeps the ``[fusion]`` table."""
+        self.fusion = fusion
+        self.sections_set = self.sections_set | {"fusion"}
+
     def to_dict(self) -> dict[str, Any]:
         """Only non-default values, so the file stays short and readable; a section the file
         set stays (empty when all its values are the defaults), since a set ``[fusion]`` wins

@@ -16,6 +16,7 @@ import pytest
 from conftest import corpus_words
 
 import ragkit
+from ragkit.config import FusionConfig
 from ragkit.errors import ConfigError
 
 pytest.importorskip("qdrant_client")
@@ -85,16 +86,24 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 # -- the sparse channel in the Qdrant points, fused by Qdrant ---------------------------------
-def test_server_side_rrf_equals_ragkit_rrf(tmp_path, tiny_encoder, engine_calls) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("method", ["dbsf", "rrf"])
+def test_server_side_fusion_equals_ragkit_fusion(
+    tmp_path, tiny_encoder, engine_calls, method
+) -> None:  # type: ignore[no-untyped-def]
     corpus = make_corpus(tmp_path / "docs")
     with qdrant_workspace(tmp_path / "ws", tiny_encoder, qdrant_sparse=True) as kit:
         kit.ingest(corpus)
-        kit.config.fusion.method = "rrf"
+        assert kit.collection().record.spec.fusion.method == "dbsf"  # the default
+        kit.config.set_fusion(FusionConfig(method=method))
         ours = hybrid(kit, server_side=False)
         assert engine_calls == []
         in_engine = hybrid(kit, server_side=True)
         assert engine_calls == [1] * len(QUERIES)
         assert_same_hits(in_engine, ours)
+        other = "rrf" if method == "dbsf" else "dbsf"
+        kit.config.set_fusion(FusionConfig(method=other))  # the two rank these differently
+        assert hybrid(kit, server_side=False) != ours
+        kit.config.set_fusion(FusionConfig(method=method))
         assert max(len(hits) for hits in ours) == 8
         points = kit.collection().load_dense()
         records = points.client.scroll(points.collection, limit=100, with_vectors=True)[0]
@@ -111,22 +120,6 @@ def test_server_side_rrf_equals_ragkit_rrf(tmp_path, tiny_encoder, engine_calls)
         assert min(len(hits) for hits in filtered) > 0
         assert all(h.uri.split("/")[-1].startswith("doc1") for h in kit.query("dog", where=where))
         assert hybrid(kit, server_side=True, where="format=pdf") == [[]] * len(QUERIES)
-
-
-def test_server_side_dbsf_the_default_equals_ragkit_dbsf(
-    tmp_path, tiny_encoder, engine_calls
-) -> None:  # type: ignore[no-untyped-def]
-    corpus = make_corpus(tmp_path / "docs", n=12)
-    with qdrant_workspace(tmp_path / "ws", tiny_encoder, qdrant_sparse=True) as kit:
-        kit.ingest(corpus)
-        assert kit.collection().record.spec.fusion.method == "dbsf"
-        ours = hybrid(kit, server_side=False)
-        assert engine_calls == []
-        in_engine = hybrid(kit, server_side=True)
-        assert engine_calls == [1] * len(QUERIES)
-        assert_same_hits(in_engine, ours)
-        kit.config.fusion.method = "rrf"  # the two methods rank these differently
-        assert hybrid(kit, server_side=False) != ours
 
 
 def test_without_qdrant_sparse_ragkit_fuses(tmp_path, tiny_encoder, engine_calls) -> None:  # type: ignore[no-untyped-def]

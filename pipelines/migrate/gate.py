@@ -158,7 +158,8 @@ def evaluate_gate(
     overlaps = [
         len(set(top["source"].get(q, [])) & set(top["target"].get(q, []))) / 10 for q in qids
     ]
-    worse = [m for m in (mode, "dense") if scores["target"][m] < scores["source"][m] - tolerance]
+    gated = dict.fromkeys((mode, "dense"))  # the default mode first, then dense if it differs
+    worse = [m for m in gated if scores["target"][m] < scores["source"][m] - tolerance]
     passed = not worse
     mode = worse[0] if worse else mode
     return GateResult(
