@@ -43,6 +43,12 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "bidirectional": ({}, {"loss": "bidirectional"}),
     "cached256": ({}, {"cached": True, "batch_size": 256}),
     "cached1024": ({}, {"cached": True, "batch_size": 1024}),
+    # learning rate: 5e-5 is the base; a batch 4× larger takes 4× fewer steps, so the cached
+    # batches are also run at lr × √(batch / 64)
+    "lr1e-4": ({}, {"learning_rate": 1e-4}),
+    "lr2e-4": ({}, {"learning_rate": 2e-4}),
+    "cached256-lr1e-4": ({}, {"cached": True, "batch_size": 256, "learning_rate": 1e-4}),
+    "cached1024-lr2e-4": ({}, {"cached": True, "batch_size": 1024, "learning_rate": 2e-4}),
     "teacher-filter": ({"teacher": TEACHER}, {"distillation": "none"}),
     "teacher-guided": ({"teacher": TEACHER}, {"distillation": "none", "teacher_guided": True}),
     "teacher-kl": (

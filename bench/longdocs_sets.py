@@ -11,7 +11,8 @@
 Sets (``apt-get install python3.11-doc git-doc postgresql-doc-15``):
 
 - ``python``: every ``library/*.html`` page whose title is ``module — summary``; the query is
-  the summary ("Regular expression operations" of re.html), the relevant document that page.
+  the summary ("Regular expression operations" of re.html; markup inside it is kept as text:
+  "Support for bzip2 compression" of bz2.html), the relevant document that page.
   The summary is removed from the page's ``<title>`` and ``<h1>`` (they keep the module name),
   so the query is not a verbatim copy of the page's title.
 - ``git``: every ``git-*.html`` command page; the query is its NAME line's description
@@ -42,7 +43,8 @@ _TAG = re.compile(r"<[^>]+>")
 _H1 = re.compile(r"(<h1[^>]*>)(.*?)(</h1>)", re.S)
 _TITLE = re.compile(r"<title>(.*?)</title>", re.S)
 _DASH = r"(?:—|&#8212;|&mdash;)"
-_PY_SUMMARY = re.compile(rf"\s*{_DASH}\s*([^<]+)")
+_PY_DASH = re.compile(rf"\s*{_DASH}\s*")
+_HEADERLINK = re.compile(r'<a class="headerlink".*?</a>', re.S)
 _GIT_NAME = re.compile(r'(<h2>NAME</h2>\s*<div class="sectionbody">\s*<p>)(.*?)(</p>)', re.S)
 
 
@@ -51,18 +53,25 @@ def _text(fragment: str) -> str:
 
 
 def _python_page(raw: str) -> tuple[str, str] | None:
-    """(page without its summary, summary), or None for a page without one (chapter indexes)."""
+    """(page without its summary, summary), or None for a page without one (chapter indexes).
+
+    The summary is everything after the dash up to the heading's permalink, markup included
+    ("Support for <strong>bzip2</strong> compression" is one summary, not "Support for")."""
     h1 = _H1.search(raw)
     if h1 is None:
         return None
-    found = _PY_SUMMARY.search(h1.group(2))
-    if found is None:
+    content = h1.group(2)
+    dash = _PY_DASH.search(content)
+    if dash is None:
         return None
-    summary = " ".join(html.unescape(found.group(1)).split()).rstrip("¶").strip()
-    name = _text(h1.group(2)[: found.start()])
+    link = _HEADERLINK.search(content, dash.end())
+    end = link.start() if link else len(content)
+    # inline markup joins its words as it renders: "<code>with</code>-statement" → "with-statement"
+    summary = " ".join(html.unescape(_TAG.sub("", content[dash.end() : end])).split()).strip()
+    name = _text(content[: dash.start()])
     if not summary or not name:
         return None
-    inner = h1.group(2)[: found.start()] + h1.group(2)[found.end() :]
+    inner = content[: dash.start()] + content[end:]
     page = raw[: h1.start(2)] + inner + raw[h1.end(2) :]
     page = _TITLE.sub(lambda _: f"<title>{html.escape(name)}</title>", page, count=1)
     return page, summary
@@ -92,14 +101,20 @@ SETS: dict[str, tuple[Path, str, Callable[[str], tuple[str, str] | None]]] = {
 
 
 def build(name: str, root: Path) -> Path:
-    """Write the set ``name`` under ``root / name`` (rebuilt when its folder is missing)."""
+    """Write the set ``name`` under ``root / name`` (rebuilt when its ``queries.jsonl`` is
+    missing)."""
     folder, pattern, rewrite = SETS[name]
     out = root / name
     if (out / "queries.jsonl").is_file():
         return out
     if not folder.is_dir():
         raise SystemExit(f"{folder} is missing: apt-get install the package that ships it")
-    shutil.rmtree(out, ignore_errors=True)
+    # the set's files are rewritten; a workspace beside them (``ws``) is kept, so the next
+    # ingest re-encodes only the pages that changed
+    for stale in ("pages", "qrels"):
+        shutil.rmtree(out / stale, ignore_errors=True)
+    for stale in ("corpus.jsonl", "first256.npy"):
+        (out / stale).unlink(missing_ok=True)
     (out / "pages").mkdir(parents=True)
     (out / "qrels").mkdir()
     queries: list[dict[str, str]] = []
