@@ -20,6 +20,7 @@ import numpy as np
 
 from ragkit.chunking import Chunker, TooManyChunksError, doc_id_for
 from ragkit.compute import encodes_ahead, part_size
+from ragkit.compute.memory import release_free_memory
 from ragkit.connectors import LoadOptions
 from ragkit.document_vectors import encode_batch_leads
 from ragkit.documents import Chunk, Document
@@ -252,6 +253,8 @@ class Staging:
         self.report.chunks_added += sum(len(chunks) for chunks in batch.chunks.values())
         self.report.chunks_deleted += deleted
         self.report.commits += 1
+        del batch, pending, vectors, prepared
+        release_free_memory()  # the batch's encoder and index buffers, freed above
 
     def _cache_document_vectors(self, target: Target, batch: Batch, chunks: list[Chunk]) -> None:
         """The batch's documents' own vectors (``[index] document_vectors``), cached before
