@@ -67,7 +67,7 @@ def _python_page(raw: str) -> tuple[str, str] | None:
     link = _HEADERLINK.search(content, dash.end())
     end = link.start() if link else len(content)
     # inline markup joins its words as it renders: "<code>with</code>-statement" → "with-statement"
-    summary = " ".join(html.unescape(_TAG.sub("", content[dash.end() : end])).split()).strip()
+    summary = " ".join(html.unescape(_TAG.sub("", content[dash.end() : end])).split())
     name = _text(content[: dash.start()])
     if not summary or not name:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -53,8 +54,6 @@ def test_release_free_memory_returns_a_fragmented_heap_to_the_os() -> None:
     out = subprocess.run(
         [sys.executable, "-c", FRAGMENTED_HEAP], capture_output=True, text=True, check=True
     )
-    import json
-
     row = json.loads(out.stdout.strip().splitlines()[-1])
     assert row["released"] is True
     # ~196 MB were freed; without the trim they stay resident
