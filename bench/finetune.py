@@ -2,6 +2,7 @@
 
     python bench/finetune.py -w WS --configs base alpha0 symmetric --seeds 0 1
     python bench/finetune.py -w WS --setup full --configs base --seeds 0
+    python bench/finetune.py -w WS --setup full --configs base --seeds 0 1 --soup
     python bench/finetune.py --table                # the table of every recorded run
 
 ``WS`` is a workspace with debian-packages ingested (the whole corpus: negatives are mined from
@@ -11,6 +12,10 @@ its hybrid index). **small**: 1,500 train pairs, max 64 tokens, dev queries scor
 where the CPU has it, 1 epoch, lr 5e-5, 1 mined negative. The pairs, the negatives and the
 evaluation sample are drawn with seed 0 in every run; ``--seeds`` changes the training seed
 only (initialisation of the shuffling and dropout), so the spread is the training's.
+With ``--soup`` the seeds train in one ``finetune`` call, which averages their weights and keeps
+the soup only when the held-out validation queries score it at least as high as the best seed
+(ragkit's own rule); every seed's final model is then also scored on dev, so the line records
+each seed, the soup and the choice.
 
 Each run appends one JSON line to ``bench/results/finetune.jsonl`` as soon as it ends, so an
 interrupted session keeps what it measured. Nothing is registered or cached in the workspace
@@ -71,6 +76,7 @@ def run_one(
     seed: int,
     pairs: int | None,
     keep: str | None = None,
+    seeds: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     import ragkit
     from ragkit.pipelines.finetune import FinetuneConfig, finetune
@@ -80,7 +86,7 @@ def run_one(
     outer, inner = CONFIGS[name]
     train = replace(
         TrainConfig(batch_size=64, max_seq_length=shape["max_seq_length"], precision="auto"),
-        seeds=(seed,),
+        seeds=seeds or (seed,),
         **inner,
     )
     config = FinetuneConfig(
@@ -104,9 +110,11 @@ def run_one(
     kit = ragkit.open(workspace, create=False)
     try:
         report = finetune(kit, config)
+        per_seed = _score_seeds(kit, config, Path(report.run_dir)) if seeds else None
     finally:
         kit.close()
-    return {
+    extra = {} if per_seed is None else {"soup": report.soup, "per_seed": per_seed}
+    return extra | {
         "setup": setup,
         "config": name,
         "seed": seed,
@@ -120,6 +128,28 @@ def run_one(
         "run_dir": report.run_dir,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def _score_seeds(kit: Any, config: Any, run_dir: Path) -> dict[str, Any]:
+    """Dev metrics of each seed's final checkpoint, scored as ``finetune`` scores its model."""
+    from ragkit.encoders.dense import DenseEncoder
+    from ragkit.evaluation.beir import load_beir
+    from ragkit.pipelines.finetune_data import eval_chunks
+    from ragkit.training.evaluator import RetrievalEvaluator
+    from ragkit.training.mining import ChunkTable
+
+    data = load_beir(config.eval_dataset, config.eval_split)
+    table = ChunkTable(kit, kit.encoder)
+    chunks = eval_chunks(kit, table, data.queries, data.qrels, config)
+    evaluator = RetrievalEvaluator(kit, data.queries, data.qrels, table=table, chunk_ids=chunks)
+    out: dict[str, Any] = {}
+    for folder in sorted((run_dir / "checkpoints").glob("seed-*")):
+        last = max(folder.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+        encoder = DenseEncoder.load(kit.encoder.config_for(str(last)))
+        # a checkpoint is saved at the training length; score it at the encoder's, as finetune does
+        encoder.model.max_seq_length = kit.encoder.model.max_seq_length
+        out[folder.name.removeprefix("seed-")] = evaluator.evaluate(encoder)
+    return out
 
 
 def table(rows: list[dict[str, Any]]) -> list[list[Any]]:
@@ -184,6 +214,12 @@ def main() -> None:
         help="register the model under NAME and cache its evaluation vectors in the workspace "
         "(for `ragkit migrate --to NAME` and `ragkit tune-fusion` afterwards)",
     )
+    p.add_argument(
+        "--soup",
+        action="store_true",
+        help="train all --seeds in one run and soup them (ragkit's rule decides), scoring each "
+        "seed on dev as well",
+    )
     p.add_argument("--table", action="store_true", help="only print the recorded runs")
     args = p.parse_args()
     _common.offline()
@@ -191,10 +227,18 @@ def main() -> None:
         if args.workspace is None:
             p.error("--workspace is needed to run")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        groups = [tuple(args.seeds)] if args.soup else [(seed,) for seed in args.seeds]
         for name in args.configs:
-            for seed in args.seeds:
+            for group in groups:
                 row = run_one(
-                    args.workspace, args.dataset, args.setup, name, seed, args.pairs, args.keep
+                    args.workspace,
+                    args.dataset,
+                    args.setup,
+                    name,
+                    group[0],
+                    args.pairs,
+                    args.keep,
+                    seeds=group if args.soup else None,
                 )
                 row["machine"] = _common.machine_line()
                 with RESULTS.open("a", encoding="utf-8") as handle:

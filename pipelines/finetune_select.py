@@ -6,6 +6,7 @@ and scored over a hard corpus sample, so choosing costs little beside training.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,9 @@ def choose_model(
                 continue  # the last checkpoint is the final model, already in memory
             with quiet_loading():
                 model = SentenceTransformer(str(checkpoint), device=str(run.model.device))
+            # saved mid-training at the training length: encode at the final model's
+            with contextlib.suppress(AttributeError):
+                model.max_seq_length = run.model.max_seq_length
             candidates[f"seed-{run.seed}/{checkpoint.name}"] = model
         candidates[f"seed-{run.seed}/final"] = run.model
     if len(candidates) == 1 or not config.select or not validation:
