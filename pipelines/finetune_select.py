@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ragkit.pipelines.finetune import FinetuneConfig
     from ragkit.workspace import Workspace
 
-__all__ = ["SELECTION_METRIC", "choose_model", "soup_info"]
+__all__ = ["SELECTION_METRIC", "checkpoint_models", "choose_model", "soup_info"]
 
 ProgressCallback = Callable[[str, int], None]
 SELECTION_METRIC = "ndcg@10"
@@ -37,20 +37,7 @@ def choose_model(
     notify: ProgressCallback,
 ) -> tuple[Any, SoupDecision | None]:
     """The final model of a single run, or the best of checkpoints, seeds and their soup."""
-    from sentence_transformers import SentenceTransformer
-
-    candidates: dict[str, Any] = {}
-    for run in runs:
-        for checkpoint in run.checkpoints:
-            if int(checkpoint.name.rsplit("-", 1)[-1]) >= run.steps:
-                continue  # the last checkpoint is the final model, already in memory
-            with quiet_loading():
-                model = SentenceTransformer(str(checkpoint), device=str(run.model.device))
-            # saved mid-training at the training length: encode at the final model's
-            with contextlib.suppress(AttributeError):
-                model.max_seq_length = run.model.max_seq_length
-            candidates[f"seed-{run.seed}/{checkpoint.name}"] = model
-        candidates[f"seed-{run.seed}/final"] = run.model
+    candidates = checkpoint_models(runs)
     if len(candidates) == 1 or not config.select or not validation:
         return runs[-1].model, None
     queries, qrels = qrels_from_pairs(validation)
@@ -65,6 +52,26 @@ def choose_model(
         return evaluator.dense_score(base.sibling(model, name="candidate"))[SELECTION_METRIC]
 
     return select_soup(candidates, score, method=config.soup_method)
+
+
+def checkpoint_models(runs: list[Any]) -> dict[str, Any]:
+    """``{"seed-N/checkpoint-S" | "seed-N/final": model}`` for every run: the checkpoints saved
+    before the end are loaded from disk, the final model is the one in memory."""
+    from sentence_transformers import SentenceTransformer
+
+    candidates: dict[str, Any] = {}
+    for run in runs:
+        for checkpoint in run.checkpoints:
+            if int(checkpoint.name.rsplit("-", 1)[-1]) >= run.steps:
+                continue  # the last checkpoint is the final model, already in memory
+            with quiet_loading():
+                model = SentenceTransformer(str(checkpoint), device=str(run.model.device))
+            # saved mid-training at the training length: encode at the final model's
+            with contextlib.suppress(AttributeError):
+                model.max_seq_length = run.model.max_seq_length
+            candidates[f"seed-{run.seed}/{checkpoint.name}"] = model
+        candidates[f"seed-{run.seed}/final"] = run.model
+    return candidates
 
 
 def soup_info(decision: SoupDecision | None) -> dict[str, Any] | None:

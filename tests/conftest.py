@@ -8,6 +8,7 @@ share words are close — enough for retrieval tests to assert real rankings.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,37 @@ def build_tiny_model(dim: int = 64, seed: int = 0):  # type: ignore[no-untyped-d
     static = StaticEmbedding(tokenizer, embedding_dim=dim)
     model = SentenceTransformer(modules=[static], device="cpu")
     return model
+
+
+def build_tiny_bert(root: Path, extra_words: Iterable[str] = (), max_seq_length: int = 64) -> Path:
+    """A 2-layer, 32-wide random BERT with a WordPiece vocabulary of the test corpus (plus
+    ``extra_words``), mean pooled, saved as a sentence-transformers folder under ``root``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    hf = root / "hf"
+    hf.mkdir(parents=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(corpus_words()))]
+    words += sorted(set(extra_words) - set(words))
+    (hf / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(hf)
+    BertTokenizerFast(str(hf / "vocab.txt")).save_pretrained(hf)
+    transformer = Transformer(str(hf), max_seq_length=max_seq_length)
+    model = SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu")
+    folder = root / "st"
+    model.save(str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import corpus_words
+from conftest import build_tiny_bert
 
 import ragkit
 from ragkit.config import EncoderConfig
@@ -38,33 +38,8 @@ TEXTS = [
 @pytest.fixture(scope="session")
 def bert_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BERT with a WordPiece vocabulary of the test corpus, mean pooled."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Pooling, Transformer
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    root = tmp_path_factory.mktemp("tiny-bert")
-    hf = root / "hf"
-    hf.mkdir()
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(corpus_words()))]
-    words += sorted({w for text in TEXTS for w in text.split()} - set(words))
-    (hf / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(words),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(hf)
-    BertTokenizerFast(str(hf / "vocab.txt")).save_pretrained(hf)
-    transformer = Transformer(str(hf), max_seq_length=64)
-    model = SentenceTransformer(modules=[transformer, Pooling(32, "mean")], device="cpu")
-    folder = root / "st"
-    model.save(str(folder))
-    return folder
+    words = {w for text in TEXTS for w in text.split()}
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), words)
 
 
 def load(folder: Path, export_dir: Path, backend: str = "torch", quantize: str = "none"):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import build_tiny_bert
 from typer.testing import CliRunner
 
 from ragkit.errors import ConfigError, ConnectorError
@@ -171,6 +172,34 @@ def test_training_is_deterministic_for_a_seed_and_leaves_the_base_alone(
     assert all(torch.equal(v, base[k]) for k, v in tiny_encoder.model.state_dict().items())
     assert [p.name for p in runs[0].checkpoints] == ["checkpoint-3"] and runs[0].steps == 3
     assert runs[0].loss["infonce"]["hardness_mode"] == "hard_negatives"
+
+
+def test_checkpoints_saved_mid_training_are_chosen_among_at_the_final_length(
+    tmp_path: Path,
+) -> None:
+    """Training runs at ``max_seq_length`` (16 here) and saves its checkpoints at that length;
+    the final model gets the encoder's own (64) back. A checkpoint scored or souped for the
+    final choice must encode at 64 too, or a 2-epoch run could ship a 16-token model."""
+    from sentence_transformers import SentenceTransformer
+
+    from ragkit.config import EncoderConfig
+    from ragkit.encoders.dense import DenseEncoder
+    from ragkit.pipelines.finetune_select import checkpoint_models
+    from ragkit.training import train_encoder
+
+    folder = build_tiny_bert(tmp_path / "bert", DOC_A + DOC_B + QUERY_A + QUERY_B)
+    base = DenseEncoder.load(EncoderConfig(model=str(folder), precision="fp32", device="cpu"))
+    pairs = [Pair(f"{QUERY_A[a]} {QUERY_B[a]}", f"{DOC_A[a]} {DOC_B[a]}") for a in range(8)]
+    config = small_training(epochs=2.0, batch_size=4, max_seq_length=16, seeds=(0,))
+    run = train_encoder(base, pairs, config, tmp_path / "run", seed=0)
+
+    assert [p.name for p in run.checkpoints] == ["checkpoint-2", "checkpoint-4"]
+    assert SentenceTransformer(str(run.checkpoints[0]), device="cpu").max_seq_length == 16
+    assert run.model.max_seq_length == base.model.max_seq_length == 64
+    candidates = checkpoint_models([run])
+    assert list(candidates) == ["seed-0/checkpoint-2", "seed-0/final"]
+    assert candidates["seed-0/final"] is run.model
+    assert [m.max_seq_length for m in candidates.values()] == [64, 64]
 
 
 def test_training_precision_reaches_the_trainer(tiny_encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
