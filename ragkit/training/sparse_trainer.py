@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragkit.encoders.registry import resolve_precision
 from ragkit.errors import ConfigError, MissingDependencyError
 from ragkit.training.pairs import Pair
-from ragkit.training.trainer import TrainRun, dataset_from_pairs, describe_loss, run_trainer
+from ragkit.training.trainer import (
+    TrainRun,
+    dataset_from_pairs,
+    finished_run,
+    run_trainer,
+    trainer_arguments,
+)
 
 if TYPE_CHECKING:
     from ragkit.encoders.sparse import SpladeEncoder
@@ -90,7 +95,6 @@ def train_sparse_encoder(
 ) -> TrainRun:
     """Fine-tune a copy of ``base.model``; the base is left untouched for the "before" side."""
     try:
-        from sentence_transformers.base.sampler import BatchSamplers
         from sentence_transformers.sparse_encoder import (
             SparseEncoderTrainer,
             SparseEncoderTrainingArguments,
@@ -102,7 +106,6 @@ def train_sparse_encoder(
         ) from exc
 
     config.validate()
-    import torch
 
     set_seed(seed)
     model = copy.deepcopy(base.model)
@@ -111,44 +114,17 @@ def train_sparse_encoder(
         model.max_seq_length = config.max_seq_length
     loss = build_splade_loss(model, config)
     dataset, columns = dataset_from_pairs(pairs, None)
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = resolve_precision(config.precision, torch.device(device).type)
+    common, dtype = trainer_arguments(config, Path(output_dir), seed)
     # A model with separate query and document paths (a Router) is told which column is which.
     routed = any(type(m).__name__ == "Router" for m in model.children())
     mapping = {c: ("query" if c == "anchor" else "document") for c in columns}
     args = SparseEncoderTrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        **common,
         router_mapping=mapping if routed else {},
-        seed=seed,
-        data_seed=seed,
         save_strategy="no",  # one run, one model: nothing to choose among
-        logging_steps=config.logging_steps,
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=device == "cpu",
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
-        dataloader_num_workers=0,
     )
-
     trainer, result, seconds = run_trainer(
         SparseEncoderTrainer, model, args, dataset, loss, progress, kind="sparse-train"
     )
     model.max_seq_length = original_length
-    model.eval()
-    return TrainRun(
-        seed=seed,
-        model=model,
-        checkpoints=[],
-        steps=int(result.global_step),
-        seconds=seconds,
-        loss=describe_loss(loss),
-        log=[dict(entry) for entry in trainer.state.log_history],
-        compute_dtype=str(dtype or torch.float32).removeprefix("torch."),
-    )
+    return finished_run(model, trainer, result, seconds, loss, seed, dtype, [])

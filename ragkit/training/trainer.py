@@ -112,7 +112,6 @@ def train_encoder(
             SentenceTransformerTrainer,
             SentenceTransformerTrainingArguments,
         )
-        from sentence_transformers.base.sampler import BatchSamplers
         from transformers import set_seed
     except ImportError as exc:  # datasets / accelerate come with the [train] extra
         raise MissingDependencyError(
@@ -120,7 +119,6 @@ def train_encoder(
         ) from exc
 
     config.validate()
-    import torch
 
     output_dir = Path(output_dir)
     set_seed(seed)
@@ -153,39 +151,66 @@ def train_encoder(
         for column in columns
     }
     prompts = {k: v for k, v in prompts.items() if v}
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = resolve_precision(config.precision, torch.device(device).type)
+    common, dtype = trainer_arguments(config, output_dir, seed)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        **common,
         prompts=prompts or None,
-        seed=seed,
-        data_seed=seed,
         save_strategy=config.save_strategy,
         save_steps=config.save_steps,
         save_only_model=True,
-        logging_steps=config.logging_steps,
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=device == "cpu",
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
-        dataloader_num_workers=0,
     )
-
     trainer, result, seconds = run_trainer(
         SentenceTransformerTrainer, model, args, dataset, loss, progress
     )
     _set_max_length(model, original_length)
-    model.eval()
     checkpoints = sorted(
         output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1])
     )
+    return finished_run(model, trainer, result, seconds, loss, seed, dtype, checkpoints)
+
+
+def trainer_arguments(config: Any, output_dir: Path, seed: int) -> tuple[dict[str, Any], Any]:
+    """The training arguments both trainers (dense and SPLADE) share, and the autocast dtype
+    (None: float32): no duplicate texts in a batch, seeded data order, CUDA when present and
+    the config asks for no device, mixed precision as ``config.precision`` resolves."""
+    import torch
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = resolve_precision(config.precision, torch.device(device).type)
+    common = {
+        "output_dir": str(output_dir),
+        "num_train_epochs": config.epochs,
+        "per_device_train_batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "warmup_steps": config.warmup_ratio,  # a float below 1 is a fraction of the steps
+        "weight_decay": config.weight_decay,
+        "batch_sampler": BatchSamplers.NO_DUPLICATES,
+        "seed": seed,
+        "data_seed": seed,
+        "logging_steps": config.logging_steps,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "use_cpu": device == "cpu",
+        "bf16": dtype == torch.bfloat16,
+        "fp16": dtype == torch.float16,
+        "dataloader_num_workers": 0,
+    }
+    return common, dtype
+
+
+def finished_run(
+    model: Any,
+    trainer: Any,
+    result: Any,
+    seconds: float,
+    loss: Any,
+    seed: int,
+    dtype: Any,
+    checkpoints: list[Path],
+) -> TrainRun:
+    """The :class:`TrainRun` of a trainer that has finished, its model put in eval mode."""
+    model.eval()
     return TrainRun(
         seed=seed,
         model=model,
@@ -194,7 +219,7 @@ def train_encoder(
         seconds=seconds,
         loss=describe_loss(loss),
         log=[dict(entry) for entry in trainer.state.log_history],
-        compute_dtype=str(dtype or torch.float32).removeprefix("torch."),
+        compute_dtype=str(dtype or "torch.float32").removeprefix("torch."),
     )
 
 
