@@ -132,11 +132,11 @@ def run_one(
 
 def _score_seeds(kit: Any, config: Any, run_dir: Path) -> dict[str, Any]:
     """Dev metrics of each seed's final checkpoint, scored as ``finetune`` scores its model."""
-    from ragkit.encoders.dense import DenseEncoder
     from ragkit.evaluation.beir import load_beir
     from ragkit.pipelines.finetune_data import eval_chunks
     from ragkit.training.evaluator import RetrievalEvaluator
     from ragkit.training.mining import ChunkTable
+    from ragkit.training.trainer import load_checkpoint
 
     data = load_beir(config.eval_dataset, config.eval_split)
     table = ChunkTable(kit, kit.encoder)
@@ -145,9 +145,7 @@ def _score_seeds(kit: Any, config: Any, run_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for folder in sorted((run_dir / "checkpoints").glob("seed-*")):
         last = max(folder.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
-        encoder = DenseEncoder.load(kit.encoder.config_for(str(last)))
-        # a checkpoint is saved at the training length; score it at the encoder's, as finetune does
-        encoder.model.max_seq_length = kit.encoder.model.max_seq_length
+        encoder = kit.encoder.sibling(load_checkpoint(last, kit.encoder.model), name=str(last))
         out[folder.name.removeprefix("seed-")] = evaluator.evaluate(encoder)
     return out
 

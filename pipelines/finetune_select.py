@@ -6,15 +6,14 @@ and scored over a hard corpus sample, so choosing costs little beside training.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ragkit.encoders.registry import quiet_loading
 from ragkit.training.evaluator import RetrievalEvaluator, hard_subset
 from ragkit.training.mining import ChunkTable
 from ragkit.training.pairs import Pair, qrels_from_pairs
 from ragkit.training.soup import SoupDecision, select_soup
+from ragkit.training.trainer import load_checkpoint
 
 if TYPE_CHECKING:
     from ragkit.encoders.dense import DenseEncoder
@@ -57,19 +56,14 @@ def choose_model(
 def checkpoint_models(runs: list[Any]) -> dict[str, Any]:
     """``{"seed-N/checkpoint-S" | "seed-N/final": model}`` for every run: the checkpoints saved
     before the end are loaded from disk, the final model is the one in memory."""
-    from sentence_transformers import SentenceTransformer
-
     candidates: dict[str, Any] = {}
     for run in runs:
         for checkpoint in run.checkpoints:
             if int(checkpoint.name.rsplit("-", 1)[-1]) >= run.steps:
                 continue  # the last checkpoint is the final model, already in memory
-            with quiet_loading():
-                model = SentenceTransformer(str(checkpoint), device=str(run.model.device))
-            # saved mid-training at the training length: encode at the final model's
-            with contextlib.suppress(AttributeError):
-                model.max_seq_length = run.model.max_seq_length
-            candidates[f"seed-{run.seed}/{checkpoint.name}"] = model
+            candidates[f"seed-{run.seed}/{checkpoint.name}"] = load_checkpoint(
+                checkpoint, run.model
+            )
         candidates[f"seed-{run.seed}/final"] = run.model
     return candidates
 

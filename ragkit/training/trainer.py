@@ -28,6 +28,7 @@ __all__ = [
     "TrainRun",
     "dataset_from_pairs",
     "describe_loss",
+    "load_checkpoint",
     "progress_callback",
     "train_encoder",
 ]
@@ -230,6 +231,17 @@ def describe_loss(loss: Any) -> dict[str, Any]:
     if inner is not None and hasattr(inner, "get_config_dict"):
         described["loss"] = describe_loss(inner)
     return described
+
+
+def load_checkpoint(checkpoint: Path, like: Any) -> Any:
+    """A checkpoint saved mid-training, on ``like``'s device and at ``like``'s sequence length:
+    the trainer saves at the training length, which the final model no longer has."""
+    from sentence_transformers import SentenceTransformer
+
+    with quiet_loading():
+        model = SentenceTransformer(str(checkpoint), device=str(like.device))
+    _set_max_length(model, getattr(like, "max_seq_length", None))
+    return model
 
 
 def _set_max_length(model: Any, value: int | None) -> None:
